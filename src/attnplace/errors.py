@@ -1,0 +1,14 @@
+"""The one exception type for user mistakes.
+
+A `UserError` carries a single line that names the bad key or file and what would be valid.
+The CLI prints it without a traceback; everything else is a bug and keeps its traceback.
+"""
+
+
+class UserError(ValueError):
+    """A mistake in user input (a name, a config value, a file), reported as one line."""
+
+
+def choices_error(what: str, given: object, valid) -> UserError:
+    """`unknown attention 'sse'; valid: cbam, coord, eca, ...` — the standard unknown-name message."""
+    return UserError(f"unknown {what} {given!r}; valid: {', '.join(map(str, valid))}")
