@@ -1,0 +1,65 @@
+"""Model zoo: attention types × placement patterns × backbones, built by name."""
+
+from collections.abc import Iterable
+from dataclasses import fields
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..errors import UserError, choices_error
+from .attention import ATTENTION, create_attention, register_attention
+from .backbones import BACKBONES, Network
+from .blocks import PATTERNS, BlockOptions, ResidualBlock
+from .gates import gate_values
+
+BLOCK_OPTIONS = tuple(f.name for f in fields(BlockOptions) if f.name != "attention")
+
+
+def build_model(backbone: str = "resnet20", pattern: str = "none", attention: str = "se", num_classes: int = 10,
+                in_channels: int = 3, stages: Iterable[int] | None = None, **block_options) -> Network:
+    """Build `backbone` whose blocks follow placement `pattern` with attention type `attention`.
+
+    `stages` (1-based) picks which stages get the pattern; the others get plain `none` blocks
+    (None = every stage). `block_options` are the fields of `BlockOptions` (gate inits, learn flags,
+    `skip_attention`, `norm`).
+    """
+    unknown = sorted(set(block_options) - set(BLOCK_OPTIONS))
+    if unknown:
+        raise choices_error("block option", unknown[0], BLOCK_OPTIONS)
+    opts = BlockOptions(attention=attention, **block_options)
+    for name in (opts.attention, opts.skip_attention or opts.attention):
+        ATTENTION.get(name)  # fail before building anything
+    block_cls, backbone_fn = PATTERNS.get(pattern), BACKBONES.get(backbone)
+    chosen = None if stages is None else set(stages)
+
+    def make_block(stage: int, in_ch: int, out_ch: int, stride: int) -> nn.Module:
+        cls = block_cls if chosen is None or stage in chosen else ResidualBlock
+        return cls(in_ch, out_ch, stride, opts)
+
+    model = backbone_fn(make_block, in_channels=in_channels, num_classes=num_classes, norm=opts.norm)
+    if chosen is not None and not chosen <= set(range(1, model.num_stages + 1)):
+        raise UserError(f"stages={sorted(chosen)} do not exist in {backbone}; valid: 1..{model.num_stages}")
+    return model
+
+
+def count_params(model: nn.Module) -> int:
+    """Learned parameters (fixed gates are buffers and do not count)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, in_channels: int = 3, image_size: int | tuple[int, int] = 32) -> int:
+    """Forward FLOPs for one image, as torch.utils.flop_counter counts them (2 per multiply-add)."""
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    param = next(model.parameters())
+    x = torch.zeros(1, in_channels, h, w, device=param.device, dtype=param.dtype)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    return counter.get_total_flops()
+
+
+__all__ = ["ATTENTION", "BACKBONES", "PATTERNS", "BLOCK_OPTIONS", "BlockOptions", "build_model", "count_flops",
+           "count_params", "create_attention", "gate_values", "register_attention"]

@@ -1,0 +1,170 @@
+"""The placement patterns: where attention `A(t) = m(t) ⊙ t` sits inside a residual block.
+
+All patterns share one residual branch `F(x)` = conv3×3-norm-ReLU-conv3×3-norm and one skip
+(identity, or 1×1 conv + norm when stride or width change), and all end in ReLU:
+
+    none  y = skip(x) + F(x)                                  the baseline
+    p1    y = skip(x) + A(F(x))                               inside the residual (SE-ResNet)
+    p2    z = skip(x) + F(x);  y = A(z)                        after the addition
+    p3    y = skip(x) + F(A(x))                               before the residual (A on in_ch)
+    p3c   y = skip(x) + F((1-λ)·x + λ·A(x)),  λ = sigmoid(logit), λ₀ = 0.1
+    p4    y = A_s(skip(x)) + A_r(F(x)),  A_•(t) = t + γ_•·A(t),  γ_s₀ = 0, γ_r₀ = 0.1
+
+(each followed by ReLU). Each subclass overrides only `merge`, the pre-activation output.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError, choices_error
+from ..registry import Registry
+from .attention import create_attention
+from .gates import add_scalar
+
+PATTERNS = Registry("pattern")
+NORMS = ("batch", "group")
+
+
+@dataclass(frozen=True)
+class BlockOptions:
+    """Everything a grid may vary about a block. Options a pattern does not use are ignored by it."""
+
+    attention: str = "se"
+    skip_attention: str | None = None  # p4's A_s; None = same type as A_r
+    norm: str = "batch"  # "group": GroupNorm, the seed's advice for small batches
+    lambda_init: float = 0.1  # p3c
+    learn_lambda: bool = True
+    gamma_s_init: float = 0.0  # p4: the skip starts pure
+    gamma_r_init: float = 0.1
+    learn_gamma_s: bool = True
+    learn_gamma_r: bool = True
+
+    def __post_init__(self):
+        if self.norm not in NORMS:
+            raise choices_error("norm", self.norm, NORMS)
+        if not 0.0 <= self.lambda_init <= 1.0:
+            raise UserError(f"lambda_init={self.lambda_init} is not a mixing weight; valid: a value in [0, 1]")
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    # At most 32 groups (Wu & He) but at least 4 channels per group, so 16-wide stages still pool statistics.
+    return nn.GroupNorm(math.gcd(32, max(channels // 4, 1)), channels)
+
+
+def conv_norm(in_ch: int, out_ch: int, kernel: int, stride: int, norm: str) -> nn.Sequential:
+    conv = nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2, bias=False)
+    return nn.Sequential(conv, norm_layer(norm, out_ch))
+
+
+def residual_branch(in_ch: int, out_ch: int, stride: int, norm: str) -> nn.Sequential:
+    """F(x): conv3×3-norm-ReLU-conv3×3-norm."""
+    return nn.Sequential(
+        conv_norm(in_ch, out_ch, 3, stride, norm), nn.ReLU(inplace=True), conv_norm(out_ch, out_ch, 3, 1, norm)
+    )
+
+
+def skip_connection(in_ch: int, out_ch: int, stride: int, norm: str) -> nn.Module:
+    if stride == 1 and in_ch == out_ch:
+        return nn.Identity()
+    return conv_norm(in_ch, out_ch, 1, stride, norm)
+
+
+@PATTERNS.register("none")
+class ResidualBlock(nn.Module):
+    """Baseline, no attention: y = ReLU(skip(x) + F(x))."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, opts: BlockOptions):
+        super().__init__()
+        self.residual = residual_branch(in_ch, out_ch, stride, opts.norm)
+        self.skip = skip_connection(in_ch, out_ch, stride, opts.norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.merge(x))
+
+    def merge(self, x: torch.Tensor) -> torch.Tensor:
+        return self.skip(x) + self.residual(x)
+
+    def gates(self) -> dict[str, torch.Tensor]:
+        """The block's learned scalars by short name (see `gate_values`)."""
+        return {}
+
+
+@PATTERNS.register("p1")
+class InsideResidual(ResidualBlock):
+    """Pattern-1, inside the residual (SE-ResNet): y = ReLU(skip(x) + A(F(x)))."""
+
+    def __init__(self, in_ch, out_ch, stride, opts):
+        super().__init__(in_ch, out_ch, stride, opts)
+        self.attn = create_attention(opts.attention, out_ch)
+
+    def merge(self, x):
+        return self.skip(x) + self.attn(self.residual(x))
+
+
+@PATTERNS.register("p2")
+class AfterAddition(ResidualBlock):
+    """Pattern-2, after the addition: z = skip(x) + F(x); y = ReLU(A(z))."""
+
+    def __init__(self, in_ch, out_ch, stride, opts):
+        super().__init__(in_ch, out_ch, stride, opts)
+        self.attn = create_attention(opts.attention, out_ch)
+
+    def merge(self, x):
+        return self.attn(self.skip(x) + self.residual(x))
+
+
+@PATTERNS.register("p3")
+class BeforeResidual(ResidualBlock):
+    """Pattern-3, before the residual: y = ReLU(skip(x) + F(A(x))); A acts on the in_ch-wide input."""
+
+    def __init__(self, in_ch, out_ch, stride, opts):
+        super().__init__(in_ch, out_ch, stride, opts)
+        self.attn = create_attention(opts.attention, in_ch)
+
+    def merge(self, x):
+        return self.skip(x) + self.residual(self.attended_input(x))
+
+    def attended_input(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x)
+
+
+@PATTERNS.register("p3c")
+class ControlledBeforeResidual(BeforeResidual):
+    """Controlled Pattern-3: x~ = (1-λ)·x + λ·A(x), λ = sigmoid(logit), λ₀ = 0.1; y = ReLU(skip(x) + F(x~))."""
+
+    def __init__(self, in_ch, out_ch, stride, opts):
+        super().__init__(in_ch, out_ch, stride, opts)
+        # Learn the logit, not λ, so λ stays in (0, 1); λ₀ = 0 or 1 gives a ±inf logit, exactly none / p3.
+        add_scalar(self, "lambda_logit", torch.logit(torch.tensor(opts.lambda_init)), opts.learn_lambda)
+
+    def attended_input(self, x):
+        lam = torch.sigmoid(self.lambda_logit)
+        return (1 - lam) * x + lam * self.attn(x)
+
+    def gates(self):
+        return {"lambda": torch.sigmoid(self.lambda_logit)}
+
+
+@PATTERNS.register("p4")
+class DualPath(ResidualBlock):
+    """Pattern-4, dual path: y = ReLU(A_s(skip(x)) + A_r(F(x))), near-identity gates A_•(t) = t + γ_•·A(t)."""
+
+    def __init__(self, in_ch, out_ch, stride, opts):
+        super().__init__(in_ch, out_ch, stride, opts)
+        self.attn_s = create_attention(opts.skip_attention or opts.attention, out_ch)
+        self.attn_r = create_attention(opts.attention, out_ch)
+        add_scalar(self, "gamma_s", opts.gamma_s_init, opts.learn_gamma_s)
+        add_scalar(self, "gamma_r", opts.gamma_r_init, opts.learn_gamma_r)
+
+    def merge(self, x):
+        s, r = self.skip(x), self.residual(x)
+        return s + self.gamma_s * self.attn_s(s) + r + self.gamma_r * self.attn_r(r)
+
+    def gates(self):
+        return {"gamma_s": self.gamma_s, "gamma_r": self.gamma_r}
