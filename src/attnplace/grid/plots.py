@@ -1,0 +1,80 @@
+"""Result plots: accuracy per variant and gate trajectories.
+
+Figures are built with `matplotlib.figure.Figure` directly, not pyplot: no global figure
+registry to leak from a long grid process, no GUI backend, and safe off the main thread.
+Rendering to PNG uses the Agg canvas.
+"""
+
+import io
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+GATE_TITLES = {"gamma_s": r"$\gamma_s$", "gamma_r": r"$\gamma_r$", "lambda": r"$\lambda$"}
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """Render a figure to PNG bytes (callers write them atomically)."""
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buffer)
+    return buffer.getvalue()
+
+
+def plot_accuracy(summary: pd.DataFrame) -> Figure:
+    """Mean test accuracy per variant (%) with 95% CI bars; baselines marked, with a dashed line
+    at the baseline mean across the variants compared with it."""
+    rows = summary[summary["n"] > 0].reset_index(drop=True)
+    fig = Figure(figsize=(7, 1.2 + 0.35 * max(len(rows), 1)), layout="constrained")
+    ax = fig.add_subplot()
+    y = -rows.index.to_numpy()  # first summary row on top
+    mean = 100 * rows["acc_mean"]
+    # A single run has no CI; draw no bar rather than a misleading zero-width one.
+    err = [(mean - 100 * rows["ci_low"]).fillna(0), (100 * rows["ci_high"] - mean).fillna(0)]
+    base = rows["baseline"].to_numpy(dtype=bool)
+    for mask, style in ((~base, dict(fmt="o", color="tab:blue", label="attention variant")),
+                        (base, dict(fmt="D", color="tab:red", label="baseline (pattern none)"))):
+        if mask.any():
+            ax.errorbar(mean[mask], y[mask], xerr=[e[mask] for e in err], capsize=3, **style)
+    # diff = mean − baseline mean, so each row knows its baseline; rows of one group are
+    # adjacent, so their segments join into one dashed line per baseline.
+    ax.vlines(mean - 100 * rows["diff"], y - 0.5, y + 0.5, colors="tab:red", linestyles="--", lw=1)
+    ax.set_yticks(y, rows["variant"])
+    ax.set_xlabel("test accuracy (%), mean and 95% CI over seeds")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def plot_gates(gates_mean: pd.DataFrame) -> Figure | None:
+    """One panel per gate kind: mean over seeds per (variant, stage) with a ±1 std band.
+
+    Colour is the variant, line style the stage. Returns None when no gates were recorded.
+    """
+    if gates_mean.empty:
+        return None
+    kinds = [k for k in GATE_TITLES if k in set(gates_mean["kind"])]
+    kinds += sorted(set(gates_mean["kind"]) - set(kinds))
+    variants = sorted(gates_mean["variant"].unique())
+    stages = sorted(gates_mean["stage"].unique())
+    fig = Figure(figsize=(4.5 * len(kinds), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(kinds), sharex=True, squeeze=False)[0]
+    for ax, kind in zip(axes, kinds):
+        for (variant, stage), curve in gates_mean[gates_mean["kind"] == kind].groupby(["variant", "stage"]):
+            curve = curve.sort_values("epoch")
+            color = f"C{variants.index(variant) % 10}"
+            std = curve["std"].fillna(0)  # one seed: no spread to show
+            ax.plot(curve["epoch"], curve["mean"], color=color,
+                    ls=LINESTYLES[stages.index(stage) % len(LINESTYLES)], label=f"{variant} · {stage}")
+            ax.fill_between(curve["epoch"], curve["mean"] - std, curve["mean"] + std, color=color, alpha=0.15)
+        ax.set_title(GATE_TITLES.get(kind, kind))
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("gate value (mean ± std over seeds)")
+    # Panels hold different (variant, stage) curves, so the legend gathers all of them once.
+    handles = dict(sorted((h.get_label(), h) for ax in axes for h in ax.get_lines()))
+    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="x-small")
+    return fig
