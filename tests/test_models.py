@@ -205,7 +205,8 @@ def test_cli_list_prints_registries_and_costs(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "coord " in out and "p3c " in out and "resnet110 " in out
-    resnet20 = next(line for line in out.splitlines() if line.strip().startswith("resnet20 "))
+    table = out.split("parameters / forward FLOPs")[1]
+    resnet20 = next(line for line in table.splitlines() if line.strip().startswith("resnet20 "))
     assert "272,474" in resnet20 and "278,612" in resnet20 and "81.63M" in resnet20
     assert main(["list", "--attention", "sse"]) == 2
     assert "unknown attention 'sse'" in capsys.readouterr().err

@@ -5,6 +5,7 @@ User mistakes (`UserError`) print one line and exit with status 2; anything else
 
 import argparse
 import sys
+from pathlib import Path
 
 from .errors import UserError
 
@@ -32,6 +33,50 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .train.config import load_config
+    from .train.fit import fit, summary_line
+
+    path, overrides = args.config, list(args.overrides)
+    if path and "=" in path:  # `attnplace fit model.pattern=p4`: no config file, only overrides
+        path, overrides = None, [path, *overrides]
+    record = fit(load_config(path, overrides))
+    print(summary_line(record))
+    return 0 if record["status"] == "completed" else 1
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from .grid.runner import dry_run_table, run_grid
+    from .grid.spec import load_grid
+
+    grid = load_grid(args.grid, args.overrides)
+    if args.dry_run:
+        print(dry_run_table(grid))
+        return 0
+    counts = run_grid(grid, launcher=args.launcher, workers=args.workers, retry_failed=args.retry_failed,
+                      address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
+    report(grid.results_dir)
+    print(f"grid {grid.name}: {counts['completed']}/{counts['runs']} runs completed, {counts['failed']} failed"
+          + (" (rerun with --retry-failed)" if counts["failed"] else "") + f"; results in {grid.results_dir}")
+    return 1 if counts["failed"] or counts["completed"] < counts["runs"] else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    report(args.results_dir)
+    return 0
+
+
+def report(results_dir) -> None:
+    """Write the tables and plots, print the summary table and name what could not be read."""
+    from .grid.report import format_summary, write_report
+
+    result = write_report(results_dir)
+    for problem in result.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    print(format_summary(result.summary))
+    print(f"tables and plots: {', '.join(sorted(Path(p).name for p in result.written))} in {results_dir}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnplace", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,6 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--num-classes", type=int, default=10)
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("fit", help="train one variant: fit [CONFIG.yaml] [key=value ...]")
+    p.add_argument("config", nargs="?", help="YAML config (same schema as a grid's `base`); optional")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.pattern=p4 optim.lr=0.05")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("grid", help="run a grid file's runs (resumable) and report: grid GRID.yaml [key=value ...]")
+    p.add_argument("grid", help="grid YAML: name, base, axes, exclude")
+    p.add_argument("overrides", nargs="*", help="dotted overrides applied to the base config of every run")
+    p.add_argument("--launcher", choices=["local", "ray"], default="local")
+    p.add_argument("--workers", type=int, default=1, help="runs at once (local processes or local Ray CPUs)")
+    p.add_argument("--dry-run", action="store_true", help="print the run table (ids, status, axes) and stop")
+    p.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
+    p.add_argument("--address", help="ray: address of an existing cluster (default: start a local Ray)")
+    p.add_argument("--gpus-per-run", type=float, default=0.0, help="ray: GPUs per run, fractions pack runs")
+    p.add_argument("--cpus-per-run", type=float, default=1.0, help="ray: CPUs per run")
+    p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("report", help="tables, plots and statistics of a results directory")
+    p.add_argument("results_dir")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -1,0 +1,301 @@
+"""One config schema for model, data, optimisation, trainer and logging.
+
+`attnplace fit [CONFIG.yaml] [key=value ...]` and every grid run resolve to a `Config`. Each section is
+a typed dataclass: unknown keys, wrong types and impossible values fail before training with one line
+that names the dotted key and what would be valid.
+"""
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import UserError
+from ..models import ATTENTION, BACKBONES, PATTERNS, BlockOptions
+from ..models.blocks import NORMS
+
+DATASETS_WITH_FILES = ("imagefolder", "fashion-mnist")  # must exist; cifar10/100 may be downloaded into `path`
+
+
+@dataclass(frozen=True)
+class ModelConfig(BlockOptions):
+    """`BlockOptions` (attention type, gate inits and learn flags, norm) plus the network around the blocks."""
+
+    backbone: str = "resnet20"
+    pattern: str = "p1"
+    stages: tuple[int, ...] | None = None  # 1-based stages that get the pattern; None = all
+
+    def __post_init__(self):
+        _choose("backbone", self.backbone, BACKBONES.names())
+        _choose("pattern", self.pattern, PATTERNS.names())
+        _choose("attention", self.attention, ATTENTION.names())
+        if self.skip_attention is not None:
+            _choose("skip_attention", self.skip_attention, ATTENTION.names())
+        _choose("norm", self.norm, NORMS)
+        _require(0 <= self.lambda_init <= 1, "lambda_init", self.lambda_init, "a mixing weight in [0, 1]")
+        super().__post_init__()
+
+    def build_kwargs(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "cifar10"  # cifar10 | cifar100 | imagefolder | fashion-mnist | synthetic
+    path: str | None = "data"
+    val_size: int = 5000
+    train_subset: int | None = None  # class-balanced subset of train, for quick runs
+    augment: str = "crop_flip"  # crop_flip | none
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    synthetic: dict | None = None  # options of the `synthetic` dataset (smoke tests only)
+
+    def __post_init__(self):
+        from ..data import AUGMENTS, DATASETS
+
+        _choose("name", self.name, DATASETS.names())
+        _choose("augment", self.augment, AUGMENTS.names())
+        _require(self.val_size >= 0, "val_size", self.val_size, ">= 0")
+        _require(self.train_subset is None or self.train_subset > 0, "train_subset", self.train_subset, "> 0 or null")
+        _require(self.batch_size > 0, "batch_size", self.batch_size, "> 0")
+        _require(self.eval_batch_size > 0, "eval_batch_size", self.eval_batch_size, "> 0")
+        exists = bool(self.path) and Path(self.path).exists()
+        _require(exists or self.name not in DATASETS_WITH_FILES, "path", self.path,
+                 f"an existing {self.name} folder or archive")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "sgd"  # sgd (Nesterov) | adamw
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4  # never applied to norms, biases or gate scalars
+    schedule: str = "cosine"  # cosine | onecycle | constant
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+
+    def __post_init__(self):
+        _choose("name", self.name, ["sgd", "adamw"])
+        _choose("schedule", self.schedule, ["cosine", "onecycle", "constant"])
+        _require(self.lr > 0, "lr", self.lr, "> 0")
+        _require(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
+        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        _require(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, ">= 0")
+        _require(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "in [0, 1)")
+
+
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    max_epochs: int = 30
+    accelerator: str = "auto"  # auto | cpu | gpu
+    precision: str = "32-true"
+    channels_last: bool = False
+    compile: bool = False
+    deterministic: bool = False
+    gate_log_every_n_steps: int = 50
+    progress_bar: bool = True
+    threads: int | None = None  # torch CPU threads; grids set it so parallel runs don't oversubscribe
+
+    def __post_init__(self):
+        _require(self.max_epochs >= 1, "max_epochs", self.max_epochs, ">= 1")
+        _require(self.gate_log_every_n_steps >= 1, "gate_log_every_n_steps", self.gate_log_every_n_steps, ">= 1")
+        _require(self.threads is None or self.threads >= 1, "threads", self.threads, ">= 1 or null")
+        _choose("precision", self.precision, PRECISIONS)
+        _choose("accelerator", self.accelerator, ["auto", "cpu", "gpu", "cuda"])
+
+
+@dataclass(frozen=True)
+class WandbConfig:
+    project: str = "attnplace"
+    mode: str = "auto"  # auto: online only if the user has logged in (WANDB_API_KEY or netrc), else offline
+
+    def __post_init__(self):
+        _choose("mode", self.mode, ["auto", "online", "offline"])
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "default"  # experiment name: the W&B group, and the folder under output_dir
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: str = "csv"  # csv (always on) | wandb (csv + W&B)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    output_dir: str = "runs"
+    run_dir: str | None = None  # default: <output_dir>/<name>/runs/<run id>
+
+    def __post_init__(self):
+        _choose("logger", self.logger, ["csv", "wandb"])
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_id(self) -> str:
+        """Readable and stable: the same settings give the same id, whoever runs them and wherever."""
+        m = self.model
+        digest = hashlib.sha1(json.dumps(identity(self), sort_keys=True).encode()).hexdigest()[:8]
+        return f"{m.backbone}-{m.pattern}-{m.attention}-s{self.seed}-{digest}"
+
+    def resolved_run_dir(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path(self.output_dir) / self.name / "runs" / self.run_id
+
+
+# Keys that change where or how a run is shown, not what it computes: left out of the run id.
+PRESENTATION_KEYS = ("name", "logger", "wandb", "output_dir", "run_dir", "trainer.progress_bar", "trainer.threads")
+
+
+def identity(config: Config) -> dict:
+    data = config.to_dict()
+    for key in PRESENTATION_KEYS:
+        section, _, leaf = key.rpartition(".")
+        (data[section] if section else data).pop(leaf)
+    return data
+
+
+def canonical(config: Config) -> Config:
+    """Reset options a pattern ignores to their defaults, so equal networks get equal configs (and ids).
+
+    E.g. the `none` baseline has no attention at all: `none × se` and `none × cbam` are the same run.
+    """
+    m, defaults = config.model, ModelConfig()
+    uses = {
+        "none": set(),
+        "p1": {"attention", "stages"}, "p2": {"attention", "stages"}, "p3": {"attention", "stages"},
+        "p3c": {"attention", "stages", "lambda_init", "learn_lambda"},
+        "p4": {"attention", "stages", "skip_attention", "gamma_s_init", "gamma_r_init", "learn_gamma_s",
+               "learn_gamma_r"},
+    }.get(m.pattern)
+    if uses is None:  # a user-registered pattern: keep everything
+        return config
+    placement = {"attention", "stages", "skip_attention", "lambda_init", "learn_lambda", "gamma_s_init",
+                 "gamma_r_init", "learn_gamma_s", "learn_gamma_r"}
+    reset = {k: (getattr(defaults, k) if k != "attention" else "none") for k in placement - uses}
+    if m.skip_attention == m.attention:
+        reset["skip_attention"] = None
+    return dataclasses.replace(config, model=dataclasses.replace(m, **reset))
+
+
+def _require(ok: bool, key: str, value, valid: str) -> None:
+    """Validators name the field; `from_dict` prefixes the section, so messages name the dotted key."""
+    if not ok:
+        raise UserError(f"{key}={value!r} is invalid; valid: {valid}")
+
+
+def _choose(key: str, value, choices) -> None:
+    _require(value in choices, key, value, ", ".join(map(str, choices)))
+
+
+# ---------------------------------------------------------------- dict / YAML / overrides -> Config
+
+
+def from_dict(cls, data, prefix: str = ""):
+    """Build dataclass `cls` from a nested dict, checking keys and types; errors name the dotted key."""
+    if not isinstance(data, dict):
+        raise UserError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise UserError(f"unknown key {prefix + str(key)!r}; valid: {', '.join(prefix + n for n in names)}")
+    values = {k: _convert(hints[k], v, prefix + k) for k, v in data.items()}
+    try:
+        return cls(**values)
+    except UserError as err:
+        raise UserError(f"{prefix}{err}") from None
+
+
+def _convert(tp, value, key: str):
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value if value is not None else {}, key + ".")
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{key}: expected a list, got {value!r}")
+        return tuple(_convert(args[0], v, key) for v in value)
+    if tp is float and isinstance(value, str):
+        value = _yaml11_float(value)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+        dict: isinstance(value, dict),
+    }[tp]
+    if not ok:
+        raise UserError(f"{key}: expected {tp.__name__}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def _yaml11_float(text: str):
+    """YAML 1.1 (PyYAML) reads `1e-3` as a string: accept such exponent forms for float fields."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {str(path)!r} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of config keys at the top level")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """`optim.lr=0.05` -> ("optim.lr", 0.05); values are YAML scalars or lists (`model.stages=[2,3]`)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise UserError(f"override {text!r} is not key=value (e.g. model.pattern=p4)")
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise UserError(f"override {key}: value {raw!r} is not valid YAML") from None
+
+
+def set_dotted(data: dict, key: str, value) -> None:
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UserError(f"override {key}: {part!r} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def merge(base: dict, overrides: dict[str, object]) -> dict:
+    data = json.loads(json.dumps(base))  # deep copy of plain data
+    for key, value in overrides.items():
+        set_dotted(data, key, value)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    data = read_yaml(path) if path else {}
+    data = merge(data, dict(parse_override(o) for o in overrides))
+    return canonical(from_dict(Config, data))

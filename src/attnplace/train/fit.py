@@ -1,0 +1,132 @@
+"""Train one variant end to end: data, model, loggers, checkpoints, resume, and the run record."""
+
+import os
+import re
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+from ..data import AttnDataModule
+from ..models import count_flops, count_params
+from .config import Config
+from .module import DivergedError, PlacementModule
+from .record import RunRecorder, environment, read_record
+
+
+def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) -> dict:
+    """Run `config` in its run directory and return its record. A completed run is not repeated;
+    an interrupted one resumes from `last.ckpt`; a diverged one is recorded as `failed`."""
+    run_dir = config.resolved_run_dir()
+    record_path = run_dir / "record.json"
+    previous = read_record(record_path)
+    if previous and previous.get("status") == "completed":
+        return previous
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if config.trainer.threads:
+        torch.set_num_threads(config.trainer.threads)
+    L.seed_everything(config.seed, verbose=False)
+
+    data = make_datamodule(config)
+    data.prepare_data()
+    data.setup("fit")
+    module = PlacementModule(config.to_dict(), data.num_classes, data.in_channels)
+    record = {
+        "id": config.run_id, "grid": grid, "status": "running", "error": None, "failed_epoch": None,
+        "axes": axes or {}, "config": config.to_dict(), "run_dir": str(run_dir),
+        "metrics": {"params": count_params(module.model),
+                    "flops": count_flops(module.model, data.in_channels, data.image_size)},
+    }
+    recorder = RunRecorder(record_path, record)
+    trainer = make_trainer(config, run_dir, recorder)
+    record["environment"] = environment(trainer)
+    checkpoint = run_dir / "last.ckpt"
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=checkpoint if checkpoint.exists() else None)
+        if trainer.interrupted:  # Ctrl-C: leave the record `running`, so the same command resumes it
+            raise KeyboardInterrupt
+        tested = trainer.test(module, datamodule=data, verbose=False)[0]
+    except DivergedError as err:
+        return recorder.write("failed", error=str(err), failed_epoch=trainer.current_epoch)
+    except Exception as err:
+        recorder.write("failed", error=f"{type(err).__name__}: {err}".splitlines()[0],
+                       failed_epoch=trainer.current_epoch)
+        raise
+    finally:
+        finish_wandb(trainer)
+    history = recorder.history
+    val = [h["val_acc"] for h in history if h["val_acc"] is not None]
+    metrics = {"test_acc": tested["test_acc"], "val_acc": val[-1] if val else None,
+               "best_val_acc": max(val) if val else None}
+    if "test_acc5" in tested:
+        metrics["test_acc5"] = tested["test_acc5"]
+    record["metrics"].update(metrics)
+    return recorder.write("completed")
+
+
+def make_datamodule(config: Config) -> AttnDataModule:
+    d = config.data
+    return AttnDataModule(d.name, path=d.path, val_size=d.val_size, train_subset=d.train_subset, augment=d.augment,
+                          batch_size=d.batch_size, eval_batch_size=d.eval_batch_size, seed=config.seed,
+                          synthetic=d.synthetic)
+
+
+def make_trainer(config: Config, run_dir: Path, recorder: RunRecorder) -> L.Trainer:
+    t = config.trainer
+    # `last.ckpt`, overwritten at every epoch end (no monitor: top-1 = the newest), after the recorder has
+    # appended that epoch to the history it carries. (Lightning's `save_last` alone only saves alongside a
+    # top-k save.) Lightning writes checkpoints atomically, so a kill never leaves a half-written one.
+    checkpoint = ModelCheckpoint(dirpath=run_dir, filename="last", save_top_k=1, save_on_train_epoch_end=True,
+                                 enable_version_counter=False)
+    return L.Trainer(
+        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=1, precision=t.precision,
+        deterministic=t.deterministic, logger=make_loggers(config, run_dir), callbacks=[recorder, checkpoint],
+        log_every_n_steps=t.gate_log_every_n_steps, enable_progress_bar=t.progress_bar,
+        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=run_dir,
+    )
+
+
+def make_loggers(config: Config, run_dir: Path) -> list:
+    loggers = [CSVLogger(save_dir=run_dir, name="", version="")]
+    if config.logger == "wandb":
+        m = config.model
+        loggers.append(WandbLogger(
+            project=config.wandb.project, name=config.run_id, id=wandb_id(config), group=config.name,
+            job_type=m.pattern, tags=[m.attention, m.backbone, f"seed{config.seed}"], config=config.to_dict(),
+            save_dir=str(run_dir), offline=wandb_mode(config.wandb.mode) == "offline", resume="allow",
+        ))
+    return loggers
+
+
+def wandb_id(config: Config) -> str:
+    """Unique per experiment and run, and stable, so a resumed run continues the same W&B run."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{config.name}-{config.run_id}")[:128]
+
+
+def wandb_mode(mode: str) -> str:
+    """`auto` goes online only when the user has set W&B up (an API key or a netrc login); else offline."""
+    if mode != "auto":
+        return mode
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun"):
+        return "offline"
+    netrc = Path.home() / ".netrc"
+    logged_in = bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text())
+    return "online" if logged_in else "offline"
+
+
+def finish_wandb(trainer: L.Trainer) -> None:
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()
+
+
+def summary_line(record: dict) -> str:
+    m = record["metrics"]
+    where = Path(record["run_dir"]) / "record.json"
+    if record["status"] != "completed":
+        return f"{record['id']}: {record['status']} ({record['error']}); record: {where}"
+    best = f", best val {m['best_val_acc']:.2%}" if m.get("best_val_acc") is not None else ""
+    speed = f", {m['train_images_per_s']:.0f} img/s" if m.get("train_images_per_s") else ""
+    return f"{record['id']}: test acc {m['test_acc']:.2%}{best}, {m['duration_s']:.0f} s{speed}; record: {where}"

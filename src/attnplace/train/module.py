@@ -1,0 +1,115 @@
+"""The LightningModule: any `build_model(...)` variant, trained with SGD+Nesterov (or AdamW) and logged gates."""
+
+import math
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..models import build_model, gate_values
+from .config import Config, from_dict
+
+
+class DivergedError(RuntimeError):
+    """The training loss became NaN or inf; the run stops at once and is recorded as failed."""
+
+
+class PlacementModule(L.LightningModule):
+    def __init__(self, config: dict, num_classes: int, in_channels: int):
+        super().__init__()
+        self.save_hyperparameters()
+        self.config: Config = from_dict(Config, config)
+        m = self.config.model
+        self.model = build_model(num_classes=num_classes, in_channels=in_channels, **m.build_kwargs())
+        if self.config.trainer.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=self.config.optim.label_smoothing)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        # Top-5 only means something with many classes (cifar100); with 10 it would be almost always 1.
+        self.test_acc5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if num_classes >= 100 else None
+        self.forward_fn = torch.compile(self.model) if self.config.trainer.compile else self.model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.trainer.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.forward_fn(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        loss = self.criterion(logits, y)
+        if not torch.isfinite(loss):
+            raise DivergedError(f"loss became {loss.item()} at epoch {self.current_epoch} (step {self.global_step})")
+        self.train_acc(logits, y)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+        if self.global_step % self.config.trainer.gate_log_every_n_steps == 0:
+            self.log_gates(on_step=True)
+        return loss
+
+    def on_train_epoch_end(self):
+        self.log_gates(on_step=False)
+
+    def log_gates(self, on_step: bool) -> None:
+        """γ_s, γ_r and λ as `gate/<stage>.<block>.<name>`, so every logger holds their trajectories."""
+        gates = gate_values(self.model)
+        if gates:
+            self.log_dict({f"gate/{k}": v for k, v in gates.items()}, on_step=on_step, on_epoch=not on_step)
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val", self.val_acc)
+
+    def test_step(self, batch, batch_idx):
+        logits = self._evaluate(batch, "test", self.test_acc)
+        if self.test_acc5 is not None:
+            self.test_acc5(logits, batch[1])
+            self.log("test_acc5", self.test_acc5, batch_size=len(batch[1]))
+
+    def _evaluate(self, batch, stage: str, accuracy: MulticlassAccuracy) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        accuracy(logits, y)
+        self.log(f"{stage}_loss", self.criterion(logits, y), batch_size=len(y))
+        self.log(f"{stage}_acc", accuracy, prog_bar=stage == "val", batch_size=len(y))
+        return logits
+
+    def configure_optimizers(self):
+        opt = self.config.optim
+        # Weight decay only on conv/linear weights: decaying norms, biases or the scalar gates γ/λ would
+        # pull them towards 0 and bias the very quantities the experiments measure.
+        decay = [p for p in self.model.parameters() if p.ndim > 1]
+        no_decay = [p for p in self.model.parameters() if p.ndim <= 1]
+        groups = [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if opt.name == "sgd":
+            optimizer = torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=opt.lr)
+        total = self.trainer.estimated_stepping_batches
+        warmup = round(opt.warmup_epochs * total / self.trainer.max_epochs)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(opt.schedule, warmup, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def lr_factor(schedule: str, warmup: int, total: int):
+    """Multiplier of the base lr at a step: linear warm-up, then cosine to 0, one-cycle, or constant.
+
+    One-cycle (Smith): linear rise over the warm-up (at least 30% of training, its usual share),
+    then linear decay to 0; cosine: linear rise, then half a cosine to 0.
+    """
+    if schedule == "onecycle":
+        warmup = max(warmup, int(0.3 * total))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+        if schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        if schedule == "onecycle":
+            return 1.0 - progress
+        return 1.0
+
+    return factor

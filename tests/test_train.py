@@ -1,0 +1,184 @@
+"""Training: config validation, fit on real data, resume after SIGKILL, NaN runs, W&B offline."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from attnplace.cli import main
+from attnplace.errors import UserError
+from attnplace.train.config import load_config
+from attnplace.train.fit import fit
+
+SHARED_CIFAR = Path(__file__).resolve().parents[1].parent / "shared/data/cifar10-jpeg.tar.gz"
+TINY = ["data.name=synthetic", "data.path=null", "data.val_size=100", "data.batch_size=50",
+        "data.synthetic={num_train: 600, num_test: 100, image_size: 16}", "model.backbone=resnet20",
+        "trainer.progress_bar=false", "trainer.deterministic=true", "optim.warmup_epochs=0"]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["model.pattern=p9"], "model.pattern='p9' is invalid; valid: none, p1, p2, p3, p3c, p4"),
+    (["optim.lr=-0.1"], "optim.lr=-0.1 is invalid; valid: > 0"),
+    (["data.name=imagefolder", "data.path=/no/such/dir"], "data.path='/no/such/dir' is invalid; valid: an existing"),
+    (["data.name=mnist"], "data.name='mnist' is invalid; valid: cifar10, cifar100, fashion-mnist, imagefolder"),
+    (["model.patern=p1"], "unknown key 'model.patern'; valid: model.attention"),
+    (["trainer.max_epochs=ten"], "trainer.max_epochs: expected int, got 'ten'"),
+    (["model.stages=[1, x]"], "model.stages: expected int, got 'x'"),
+    (["trainer.precision=fp8"], "trainer.precision='fp8' is invalid; valid: 32-true, bf16-mixed, 16-mixed"),
+    (["model.lambda_init=2"], "model.lambda_init=2.0 is invalid; valid: a mixing weight in [0, 1]"),
+    (["lr=0.1"], "unknown key 'lr'; valid: name, seed, model"),
+    (["optim.lr"], "override 'optim.lr' is not key=value"),
+])
+def test_bad_configs_are_rejected_with_one_line(overrides, message):
+    with pytest.raises(UserError) as err:
+        load_config(None, overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_reports_bad_config_without_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  pattern: p9\n")
+    assert main(["fit", str(bad), "trainer.max_epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("attnplace: error: model.pattern='p9' is invalid; valid: none, p1, p2, p3, p3c, p4")
+    assert main(["fit", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml' not found" in capsys.readouterr().err
+    (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
+    assert main(["fit", str(tmp_path / "broken.yaml")]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_run_ids_are_stable_and_canonical():
+    a = load_config(None, ["model.pattern=none", "model.attention=se", "model.gamma_s_init=0.5"])
+    b = load_config(None, ["model.pattern=none", "model.attention=cbam", "output_dir=elsewhere"])
+    assert a.run_id == b.run_id and a.model.attention == "none" and a.model.gamma_s_init == 0.0
+    assert a.run_id.startswith("resnet20-none-none-s0-")
+    c = load_config(None, ["model.pattern=p4", "model.gamma_s_init=0.5"])
+    assert c.run_id != load_config(None, ["model.pattern=p4"]).run_id
+    assert load_config(None, ["seed=1"]).run_id != load_config(None, ["seed=2"]).run_id
+
+
+def test_yaml_config_and_overrides_merge(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {pattern: p3c, stages: [2, 3]}\noptim: {lr: 0.05}\n")
+    config = load_config(path, ["optim.lr=0.2", "model.attention=eca"])
+    assert (config.model.pattern, config.model.stages, config.optim.lr, config.model.attention) == \
+        ("p3c", (2, 3), 0.2, "eca")
+
+
+@pytest.mark.skipif(not SHARED_CIFAR.exists(), reason="shared CIFAR-10 (JPEG) tarball not present")
+def test_fit_on_shared_cifar10_learns_and_moves_gammas(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNPLACE_CACHE", str(tmp_path / "cache"))  # not next to the read-only data
+    config = load_config(None, [
+        "data.name=imagefolder", f"data.path={SHARED_CIFAR}", "data.train_subset=4000", "data.val_size=1000",
+        "model.pattern=p4", "model.attention=se", "trainer.max_epochs=2", "optim.lr=0.05", "optim.warmup_epochs=0",
+        "trainer.progress_bar=false", f"output_dir={tmp_path}"])
+    record = fit(config)
+    assert record["status"] == "completed"
+    metrics = record["metrics"]
+    assert metrics["test_acc"] > 0.25, metrics  # chance is 0.10, on all 10,000 test images
+    assert metrics["params"] == 278_612 and metrics["flops"] == 81_637_120
+    assert metrics["train_images_per_s"] > 0 and len(record["history"]) == 2
+    gammas_s = {k: v for k, v in record["history"][-1]["gates"].items() if k.endswith("gamma_s")}
+    assert len(gammas_s) == 9 and max(abs(v) for v in gammas_s.values()) > 1e-3  # started at exactly 0
+    saved = json.loads((config.resolved_run_dir() / "record.json").read_text())
+    assert saved["metrics"]["test_acc"] == metrics["test_acc"] and saved["config"]["model"]["pattern"] == "p4"
+
+
+def _fit_command(run_dir: Path, epochs: int) -> list[str]:
+    return [sys.executable, "-m", "attnplace.cli", "fit", *TINY, "model.pattern=p4", f"trainer.max_epochs={epochs}",
+            f"run_dir={run_dir}", "trainer.threads=1"]
+
+
+def test_resume_after_kill_equals_uninterrupted(tmp_path):
+    epochs = 6
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    subprocess.run(_fit_command(whole, epochs), check=True, capture_output=True)
+
+    proc = subprocess.Popen(_fit_command(resumed, epochs), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    record_file = resumed / "record.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once two epochs are checkpointed: mid-way through the third
+        record = json.loads(record_file.read_text()) if record_file.exists() else {"history": []}
+        if len(record["history"]) >= 2 and (resumed / "last.ckpt").exists():
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = json.loads(record_file.read_text())
+    assert killed["status"] == "running" and len(killed["history"]) < epochs
+
+    subprocess.run(_fit_command(resumed, epochs), check=True, capture_output=True)
+    a, b = (json.loads((d / "record.json").read_text()) for d in (whole, resumed))
+    assert b["status"] == "completed" and len(b["history"]) == epochs
+    assert a["history"] == b["history"]
+    assert a["metrics"]["test_acc"] == b["metrics"]["test_acc"]
+    wa, wb = (torch.load(d / "last.ckpt", weights_only=False)["state_dict"] for d in (whole, resumed))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_nan_run_is_recorded_as_failed(tmp_path, capsys):
+    code = main(["fit", *TINY, "model.pattern=p1", "optim.lr=1e30", "trainer.max_epochs=3", f"run_dir={tmp_path}"])
+    assert code == 1
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["status"] == "failed" and record["failed_epoch"] == 0
+    assert record["error"].startswith(("loss became nan at epoch 0", "loss became inf at epoch 0"))
+    assert "failed (loss became" in capsys.readouterr().out
+
+
+def test_completed_run_is_not_repeated(tmp_path):
+    config = load_config(None, [*TINY, "trainer.max_epochs=1", f"run_dir={tmp_path}"])
+    first = fit(config)
+    mtime = (tmp_path / "record.json").stat().st_mtime_ns
+    assert fit(config) == first and (tmp_path / "record.json").stat().st_mtime_ns == mtime
+
+
+def _wandb_records(run_dir: Path):
+    """Every record of the offline run's `.wandb` file, decoded with wandb's own protobuf classes.
+
+    The file is a LevelDB-style log (wandb 0.31 ships no Python reader): a 7-byte `:W&B` header, then
+    32 KiB blocks of chunks, each `crc32c(4) length(2, LE) type(1)` + payload; type 1 = whole record,
+    2/3/4 = first/middle/last piece of one; a block tail shorter than a chunk header is padding.
+    """
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    data, pos, pieces, block = path.read_bytes(), 7, [], 32768
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        if left < 7 or kind == 0:
+            pos += left
+            continue
+        pieces.append(data[pos + 7:pos + 7 + length])
+        pos += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(b"".join(pieces))
+            pieces = []
+            yield record
+
+
+def test_wandb_offline_run_holds_gate_curves_and_accuracy(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    config = load_config(None, [*TINY, "model.pattern=p3c", "trainer.max_epochs=2", "trainer.gate_log_every_n_steps=2",
+                                "logger=wandb", "name=wandb-test", f"run_dir={tmp_path}"])
+    record = fit(config)
+    records = list(_wandb_records(tmp_path))
+    history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    lam = [h["gate/stage2.block0.lambda"] for h in history if "gate/stage2.block0.lambda" in h]
+    assert len(lam) >= 4 and lam[0] == pytest.approx(0.1, abs=0.01)  # a curve, starting near λ₀
+    summary = {i.key or "/".join(i.nested_key): json.loads(i.value_json)
+               for r in records if r.WhichOneof("record_type") == "summary" for i in r.summary.update}
+    assert summary["test_acc"] == pytest.approx(record["metrics"]["test_acc"])
+    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert run.run_group == "wandb-test" and run.job_type == "p3c" and set(run.tags) >= {"se", "resnet20", "seed0"}
