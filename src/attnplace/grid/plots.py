@@ -75,6 +75,7 @@ def plot_gates(gates_mean: pd.DataFrame) -> Figure | None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("gate value (mean ± std over seeds)")
     # Panels hold different (variant, stage) curves, so the legend gathers all of them once.
-    handles = dict(sorted((h.get_label(), h) for ax in axes for h in ax.get_lines()))
-    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="x-small")
+    handles = {h.get_label(): h for ax in axes for h in ax.get_lines()}
+    labels = sorted(handles)
+    fig.legend([handles[label] for label in labels], labels, loc="outside right upper", fontsize="x-small")
     return fig
