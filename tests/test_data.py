@@ -17,14 +17,15 @@ import pytest
 import torch
 from PIL import Image
 
-from attnplace.data import AUGMENTS, DATASETS, AttnDataModule, load_dataset
+from attnplace.data import AUGMENTS, AttnDataModule, load_dataset
 from attnplace.data import cifar
 from attnplace.data.augment import crop_and_flip, crop_flip, normalizer
 from attnplace.data.loader import BatchLoader
 from attnplace.data.partition import carve
 from attnplace.errors import UserError
 
-SHARED_TARBALL = Path(__file__).resolve().parents[1].parent / "shared/data/cifar10-jpeg.tar.gz"
+from conftest import SHARED_TARBALL
+
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -111,20 +112,6 @@ def write_tar(file: Path, tree: dict, wrap: str = "") -> Path:
 
 def chw(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(pixels).permute(2, 0, 1) if pixels.ndim == 3 else torch.from_numpy(pixels)[None]
-
-
-# ---- the shared CIFAR-10 (JPEG) tarball, decoded once per session ----
-
-@pytest.fixture(scope="session")
-def shared_cifar(tmp_path_factory):
-    if not SHARED_TARBALL.is_file():
-        pytest.skip(f"shared CIFAR-10 (JPEG) tarball not found at {SHARED_TARBALL}")
-    cache = tmp_path_factory.mktemp("shared-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ATTNPLACE_CACHE", str(cache))
-        start = time.perf_counter()
-        splits = load_dataset("imagefolder", SHARED_TARBALL)
-        return splits, cache, time.perf_counter() - start
 
 
 def test_shared_cifar10_jpeg_loads_whole(shared_cifar):

@@ -1,7 +1,6 @@
 """Grids: expansion and ids, dry run, failures, kill-and-rerun, and Ray giving the same records as local."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -1,7 +1,6 @@
 """Training: config validation, fit on real data, resume after SIGKILL, NaN runs, W&B offline."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,8 +14,8 @@ from attnplace.cli import main
 from attnplace.errors import UserError
 from attnplace.train.config import load_config
 from attnplace.train.fit import fit
+from conftest import SHARED_TARBALL
 
-SHARED_CIFAR = Path(__file__).resolve().parents[1].parent / "shared/data/cifar10-jpeg.tar.gz"
 TINY = ["data.name=synthetic", "data.path=null", "data.val_size=100", "data.batch_size=50",
         "data.synthetic={num_train: 600, num_test: 100, image_size: 16}", "model.backbone=resnet20",
         "trainer.progress_bar=false", "trainer.deterministic=true", "optim.warmup_epochs=0"]
@@ -72,11 +71,10 @@ def test_yaml_config_and_overrides_merge(tmp_path):
         ("p3c", (2, 3), 0.2, "eca")
 
 
-@pytest.mark.skipif(not SHARED_CIFAR.exists(), reason="shared CIFAR-10 (JPEG) tarball not present")
-def test_fit_on_shared_cifar10_learns_and_moves_gammas(tmp_path, monkeypatch):
-    monkeypatch.setenv("ATTNPLACE_CACHE", str(tmp_path / "cache"))  # not next to the read-only data
+def test_fit_on_shared_cifar10_learns_and_moves_gammas(tmp_path, monkeypatch, shared_cifar):
+    monkeypatch.setenv("ATTNPLACE_CACHE", str(shared_cifar[1]))  # decoded once per session, not beside the data
     config = load_config(None, [
-        "data.name=imagefolder", f"data.path={SHARED_CIFAR}", "data.train_subset=4000", "data.val_size=1000",
+        "data.name=imagefolder", f"data.path={SHARED_TARBALL}", "data.train_subset=4000", "data.val_size=1000",
         "model.pattern=p4", "model.attention=se", "trainer.max_epochs=2", "optim.lr=0.05", "optim.warmup_epochs=0",
         "trainer.progress_bar=false", f"output_dir={tmp_path}"])
     record = fit(config)

@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..atomic import write_json
 from ..train.record import read_record
@@ -144,7 +143,7 @@ def launch_ray(runs: list[GridRun], grid: Grid, workers: int, address: str | Non
 
 def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_failed: bool = False,
              address: str | None = None, gpus_per_run: float = 0.0, cpus_per_run: float = 1.0,
-             echo=print) -> dict:
+             echo=lambda line: print(line, flush=True)) -> dict:
     """Run what is left of `grid`; return counts {"runs", "skipped", "completed", "failed"}."""
     grid.results_dir.mkdir(parents=True, exist_ok=True)
     write_json(grid.results_dir / "grid.json", grid.describe())

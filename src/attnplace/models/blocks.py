@@ -79,10 +79,14 @@ def skip_connection(in_ch: int, out_ch: int, stride: int, norm: str) -> nn.Modul
 class ResidualBlock(nn.Module):
     """Baseline, no attention: y = ReLU(skip(x) + F(x))."""
 
+    attention_on: str | None = None  # which width a single A acts on: "in" (block input), "out", or none
+
     def __init__(self, in_ch: int, out_ch: int, stride: int, opts: BlockOptions):
         super().__init__()
         self.residual = residual_branch(in_ch, out_ch, stride, opts.norm)
         self.skip = skip_connection(in_ch, out_ch, stride, opts.norm)
+        if self.attention_on:
+            self.attn = create_attention(opts.attention, in_ch if self.attention_on == "in" else out_ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.merge(x))
@@ -99,9 +103,7 @@ class ResidualBlock(nn.Module):
 class InsideResidual(ResidualBlock):
     """Pattern-1, inside the residual (SE-ResNet): y = ReLU(skip(x) + A(F(x)))."""
 
-    def __init__(self, in_ch, out_ch, stride, opts):
-        super().__init__(in_ch, out_ch, stride, opts)
-        self.attn = create_attention(opts.attention, out_ch)
+    attention_on = "out"
 
     def merge(self, x):
         return self.skip(x) + self.attn(self.residual(x))
@@ -111,9 +113,7 @@ class InsideResidual(ResidualBlock):
 class AfterAddition(ResidualBlock):
     """Pattern-2, after the addition: z = skip(x) + F(x); y = ReLU(A(z))."""
 
-    def __init__(self, in_ch, out_ch, stride, opts):
-        super().__init__(in_ch, out_ch, stride, opts)
-        self.attn = create_attention(opts.attention, out_ch)
+    attention_on = "out"
 
     def merge(self, x):
         return self.attn(self.skip(x) + self.residual(x))
@@ -123,9 +123,7 @@ class AfterAddition(ResidualBlock):
 class BeforeResidual(ResidualBlock):
     """Pattern-3, before the residual: y = ReLU(skip(x) + F(A(x))); A acts on the in_ch-wide input."""
 
-    def __init__(self, in_ch, out_ch, stride, opts):
-        super().__init__(in_ch, out_ch, stride, opts)
-        self.attn = create_attention(opts.attention, in_ch)
+    attention_on = "in"
 
     def merge(self, x):
         return self.skip(x) + self.residual(self.attended_input(x))
