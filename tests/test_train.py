@@ -180,3 +180,22 @@ def test_wandb_offline_run_holds_gate_curves_and_accuracy(tmp_path, monkeypatch)
     assert summary["test_acc"] == pytest.approx(record["metrics"]["test_acc"])
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert run.run_group == "wandb-test" and run.job_type == "p3c" and set(run.tags) >= {"se", "resnet20", "seed0"}
+
+
+def test_gpu_asked_for_on_a_cpu_machine_is_a_one_line_error(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["fit", *TINY, "trainer.accelerator=gpu", f"run_dir={tmp_path}"]) == 2
+    assert "trainer.accelerator='gpu' but no CUDA GPU is visible" in capsys.readouterr().err
+    assert not (tmp_path / "record.json").exists()
+
+
+@pytest.mark.slow
+def test_readme_quickstart_config_trains(tmp_path, monkeypatch, shared_cifar):
+    """The README's `attnplace fit configs/quickstart.yaml`, end to end (a few CPU minutes)."""
+    monkeypatch.setenv("ATTNPLACE_CACHE", str(shared_cifar[1]))
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the config's data path is relative to the repo
+    assert main(["fit", "configs/quickstart.yaml", f"output_dir={tmp_path}", "trainer.progress_bar=false"]) == 0
+    (record_file,) = tmp_path.glob("quickstart/runs/*/record.json")
+    record = json.loads(record_file.read_text())
+    assert record["status"] == "completed" and record["metrics"]["test_acc"] > 0.3

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from ..data import AttnDataModule
+from ..errors import UserError
 from ..models import count_flops, count_params
 from .config import Config
 from .module import DivergedError, PlacementModule
@@ -24,6 +25,9 @@ def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) ->
     previous = read_record(record_path)
     if previous and previous.get("status") == "completed":
         return previous
+    if config.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError(f"trainer.accelerator={config.trainer.accelerator!r} but no CUDA GPU is visible; "
+                        f"valid here: auto, cpu")
     run_dir.mkdir(parents=True, exist_ok=True)
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
