@@ -42,5 +42,4 @@ class Registry(Generic[T]):
 
     def describe(self) -> dict[str, str]:
         """Name -> first docstring line, for `attnplace list`."""
-        return {n: (self._entries[n].__doc__ or "").strip().splitlines()[0] if self._entries[n].__doc__ else ""
-                for n in self.names()}
+        return {n: (self._entries[n].__doc__ or "").strip().partition("\n")[0] for n in self.names()}

@@ -7,6 +7,7 @@ ever training the same run directory at once.
 import fcntl
 import json
 import sys
+import traceback
 from pathlib import Path
 
 from ..train.config import Config, from_dict
@@ -29,8 +30,6 @@ def run_payload(payload: dict) -> dict:
             record = fit(config, grid=payload["grid"], axes=payload["axes"])
         except Exception:  # fit has recorded it as failed; the traceback goes to this run's log
             record = read_record(run_dir / "record.json") or {"status": "failed"}
-            import traceback
-
             traceback.print_exc()
     return {"id": config.run_id, "status": record.get("status"), "error": record.get("error"),
             "metrics": record.get("metrics", {})}

@@ -179,8 +179,7 @@ def canonical(config: Config) -> Config:
     }.get(m.pattern)
     if uses is None:  # a user-registered pattern: keep everything
         return config
-    placement = {"attention", "stages", "skip_attention", "lambda_init", "learn_lambda", "gamma_s_init",
-                 "gamma_r_init", "learn_gamma_s", "learn_gamma_r"}
+    placement = {f.name for f in dataclasses.fields(BlockOptions)} - {"norm"} | {"stages"}
     reset = {k: (getattr(defaults, k) if k != "attention" else "none") for k in placement - uses}
     if m.skip_attention == m.attention:
         reset["skip_attention"] = None
