@@ -30,7 +30,6 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterable
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -44,26 +43,10 @@ from attnplace.data.loader import BatchLoader
 from attnplace.models import build_model
 from attnplace.train.config import Config, load_config
 from attnplace.train.fit import make_datamodule, make_trainer
-from attnplace.train.module import PlacementModule, lr_factor
+from attnplace.train.module import PlacementModule, lr_factor, param_groups
 from attnplace.train.record import RunRecorder
 
 WARMUP_EPOCHS = 1
-
-
-class EpochRates(RunRecorder):
-    """The fit path's own throughput clock, read out once per epoch."""
-
-    def __init__(self, path: Path):
-        super().__init__(path, {})
-        self.rates: list[float] = []
-
-    def on_train_epoch_start(self, trainer, module):
-        self.train_seconds, self.train_images = 0.0, 0
-        super().on_train_epoch_start(trainer, module)
-
-    def on_train_epoch_end(self, trainer, module):
-        super().on_train_epoch_end(trainer, module)  # stops the clock, then writes record.json
-        self.rates.append(self.images_per_s)
 
 
 def fit_path(config: Config, data: AttnDataModule) -> list[float]:
@@ -71,16 +54,16 @@ def fit_path(config: Config, data: AttnDataModule) -> list[float]:
     L.seed_everything(config.seed, verbose=False)
     module = PlacementModule(config.to_dict(), data.num_classes, data.in_channels)
     run_dir = config.resolved_run_dir()
-    recorder = EpochRates(run_dir / "record.json")
+    recorder = RunRecorder(run_dir / "record.json", {})
     make_trainer(config, run_dir, recorder).fit(module, datamodule=data)
-    return recorder.rates
+    return [h["train_images"] / h["train_seconds"] for h in recorder.history]
 
 
 def plain_loop(config: Config, data: AttnDataModule, batches: Iterable, device: torch.device) -> list[float]:
     """b and c: the same model and optimizer as `PlacementModule`, trained by hand over `batches`; images/s
     of each epoch."""
-    torch.manual_seed(config.seed)
-    model = build_model(num_classes=data.num_classes, in_channels=data.in_channels, **config.model.build_kwargs())
+    model = build_model(num_classes=data.num_classes, in_channels=data.in_channels, seed=config.seed,
+                        **config.model.build_kwargs())
     memory_format = torch.channels_last if config.trainer.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
     forward = torch.compile(model) if config.trainer.compile else model
@@ -111,9 +94,7 @@ def plain_loop(config: Config, data: AttnDataModule, batches: Iterable, device: 
 def sgd_like_the_module(model: nn.Module, config: Config, steps_per_epoch: int):
     """`PlacementModule.configure_optimizers` for SGD, without a Trainer to ask for the step count."""
     opt = config.optim
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in param_groups(model, opt.lr, opt.weight_decay, opt.gate_lr_scale) if g["params"]]
     optimizer = torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov)
     total = steps_per_epoch * config.trainer.max_epochs
     warmup = round(opt.warmup_epochs * steps_per_epoch)

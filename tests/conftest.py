@@ -22,3 +22,8 @@ def shared_cifar(tmp_path_factory):
         start = time.perf_counter()
         splits = load_dataset("imagefolder", SHARED_TARBALL)
         return splits, cache, time.perf_counter() - start
+
+
+def comparable(history: list[dict]) -> list[dict]:
+    """A record's history without its wall-clock fields, which differ between two identical runs."""
+    return [{k: v for k, v in entry.items() if k != "train_seconds"} for entry in history]

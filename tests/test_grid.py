@@ -15,6 +15,7 @@ from attnplace.cli import main
 from attnplace.errors import UserError
 from attnplace.grid.runner import dry_run_table
 from attnplace.grid.spec import load_grid
+from conftest import comparable
 
 TINY_BASE = {
     "data": {"name": "synthetic", "path": None, "val_size": 100, "batch_size": 50, "augment": "none",
@@ -116,7 +117,7 @@ def _same_runs(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for run_id in a:
         assert b[run_id]["status"] == "completed"
-        assert b[run_id]["history"] == a[run_id]["history"]
+        assert comparable(b[run_id]["history"]) == comparable(a[run_id]["history"])
         assert b[run_id]["metrics"]["test_acc"] == a[run_id]["metrics"]["test_acc"]
 
 

@@ -27,12 +27,46 @@ def test_every_attention_keeps_the_shape(name, channels, size):
     assert create_attention(name, channels)(x).shape == x.shape
 
 
-def test_se_hidden_width_and_cbam_hyperparameters():
+def test_se_hidden_width():
     se = create_attention("se", 64)
     assert se.fc1.out_channels == 4 and se.fc1.bias is not None  # max(64 // 16, 4)
     assert create_attention("se", 256).fc1.out_channels == 16
-    cbam = create_attention("cbam", 64)
-    assert cbam.channel.fc1.out_channels == 4 and cbam.spatial.conv.conv.kernel_size == (7, 7)
+
+
+def cbam_by_formula(t, w1, w2, w_spatial):
+    """The seeds' CBAM written out: m_c = σ(W2·ReLU(W1·avg) + W2·ReLU(W1·max)); t' = m_c ⊙ t;
+    m_s = σ(conv7×7([mean_c t', max_c t'])); out = m_s ⊙ t'."""
+    def mlp(v):  # v: N×C pooled features
+        return torch.relu(v @ w1.T) @ w2.T
+
+    m_c = torch.sigmoid(mlp(t.mean((2, 3))) + mlp(t.flatten(2).max(2).values))
+    t1 = t * m_c[:, :, None, None]
+    pooled = torch.stack([t1.mean(1), t1.max(1).values], dim=1)
+    m_s = torch.sigmoid(torch.nn.functional.conv2d(pooled, w_spatial, padding=3))
+    return t1 * m_s
+
+
+@pytest.mark.parametrize("channels", [16, 64, 256])
+def test_cbam_is_the_seeds_formula(channels):
+    cbam = create_attention("cbam", channels)
+    hidden = max(channels // 16, 4)
+    assert count_params(cbam) == 2 * channels * hidden + 2 * 7 * 7  # bias-free MLP, bias-free 7×7 conv
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in cbam.modules())
+    torch.manual_seed(1)
+    for p in cbam.parameters():  # not the init: random weights, so a wrong formula cannot pass by luck
+        p.data.normal_(0, 0.5)
+    t = torch.randn(3, channels, 9, 7)
+    w1 = cbam.channel.mlp[0].weight[:, :, 0, 0]
+    w2 = cbam.channel.mlp[2].weight[:, :, 0, 0]
+    expected = cbam_by_formula(t, w1, w2, cbam.spatial.conv.weight)
+    torch.testing.assert_close(cbam(t), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_timm_cbam_is_kept_under_its_own_name():
+    timm_cbam = create_attention("cbam_timm", 16)
+    assert type(timm_cbam).__name__ == "CbamModule"
+    assert timm_cbam.channel.fc1.out_channels == 1  # round(16/16), where the seeds' rule gives 4
+    assert any(isinstance(m, nn.BatchNorm2d) for m in timm_cbam.modules())
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
@@ -55,7 +89,7 @@ def test_grayscale_28x28(pattern):
 
 def _block(pattern, in_ch=16, out_ch=32, stride=2, **options):
     torch.manual_seed(0)
-    return PATTERNS.get(pattern)(in_ch, out_ch, stride, BlockOptions(attention="se", **options))
+    return PATTERNS.get(pattern)(in_ch, out_ch, stride, BlockOptions(**{"attention": "se", **options}))
 
 
 def _with_base_weights(pattern, base, **options):
@@ -84,8 +118,9 @@ def test_p3c_interpolates_between_none_and_p3():
     x = torch.randn(4, 16, 8, 8)
     base = _block("none")
     p3 = _with_base_weights("p3", base)
-    p3c_zero = _with_base_weights("p3c", base, lambda_init=0.0)
-    p3c_one = _with_base_weights("p3c", base, lambda_init=1.0)
+    # A fixed λ keeps 0 and 1 exact (a learned one is nudged to 1e-4 / 1 - 1e-4 so that it can move).
+    p3c_zero = _with_base_weights("p3c", base, lambda_init=0.0, learn_lambda=False)
+    p3c_one = _with_base_weights("p3c", base, lambda_init=1.0, learn_lambda=False)
     p3c_one.attn.load_state_dict(p3.attn.state_dict())
     torch.testing.assert_close(p3c_zero(x), base(x), rtol=0, atol=0)
     torch.testing.assert_close(p3c_one(x), p3(x), rtol=0, atol=0)
@@ -196,7 +231,7 @@ def test_unknown_names_give_one_line_errors(kwargs, key):
 
 def test_block_options_are_listed():
     assert set(BLOCK_OPTIONS) == {"skip_attention", "norm", "lambda_init", "learn_lambda", "gamma_s_init",
-                                  "gamma_r_init", "learn_gamma_s", "learn_gamma_r"}
+                                  "gamma_r_init", "learn_gamma_s", "learn_gamma_r", "p4_gate"}
 
 
 def test_cli_list_prints_registries_and_costs(capsys):
@@ -210,3 +245,80 @@ def test_cli_list_prints_registries_and_costs(capsys):
     assert "272,474" in resnet20 and "278,612" in resnet20 and "81.63M" in resnet20
     assert main(["list", "--attention", "sse"]) == 2
     assert "unknown attention 'sse'" in capsys.readouterr().err
+
+
+def test_p4_direct_gate_applies_the_attention_as_it_is():
+    x = torch.randn(4, 16, 8, 8)
+    p4 = _block("p4", attention="cbam", p4_gate="direct", gamma_s_init=0.25)
+    assert set(gate_values(p4)) == {"gamma_s"} and not hasattr(p4, "gamma_r")
+    s, r = p4.skip(x), p4.residual(x)
+    torch.testing.assert_close(p4(x), torch.relu(s + 0.25 * p4.attn_s(s) + p4.attn_r(r)))
+    # With γ_s = 0 the skip is pure and the block is exactly Pattern-1 with the same weights.
+    p1 = _block("p1", attention="cbam")
+    direct = _with_base_weights("p4", _block("none"), attention="cbam", p4_gate="direct")
+    p1.load_state_dict({**direct.state_dict(), **{f"attn.{k}": v for k, v in direct.attn_r.state_dict().items()}},
+                       strict=False)
+    torch.testing.assert_close(direct(x), p1(x), rtol=0, atol=0)
+    with pytest.raises(attnplace.UserError, match="unknown p4_gate 'gated'; valid: near_identity, direct"):
+        BlockOptions(p4_gate="gated")
+
+
+@pytest.mark.parametrize("lambda_init,learned", [(0.0, 1e-4), (1.0, 1 - 1e-4), (0.3, 0.3)])
+def test_learned_lambda_at_0_or_1_is_nudged_so_it_can_move(lambda_init, learned):
+    block = _block("p3c", lambda_init=lambda_init)
+    assert gate_values(block)["lambda"] == pytest.approx(learned, rel=1e-4)
+    x = torch.randn(2, 16, 8, 8)
+    block(x).square().mean().backward()
+    assert block.lambda_logit.grad.abs() > 0
+    fixed = _block("p3c", lambda_init=lambda_init, learn_lambda=False)
+    assert gate_values(fixed)["lambda"] == pytest.approx(lambda_init, abs=1e-7)  # fixed 0 / 1: exactly none / p3
+
+
+def _shared_tensors(a: nn.Module, b: nn.Module) -> list[str]:
+    sa, sb = a.state_dict(), b.state_dict()
+    return [k for k in sa if k in sb and sa[k].shape == sb[k].shape]
+
+
+def test_variants_under_one_seed_share_every_common_tensor():
+    torch.manual_seed(123)
+    none = build_model("resnet20", "none", "se", seed=0)
+    torch.manual_seed(456)  # the caller's random state must not matter
+    p4 = build_model("resnet20", "p4", "cbam", seed=0)
+    p1 = build_model("resnet20", "p1", "eca", seed=0, stages=[3])
+    for other in (p4, p1):
+        common = _shared_tensors(none, other)
+        assert len(common) == len(none.state_dict())  # every tensor of the baseline is shared
+        for key in common:
+            assert torch.equal(none.state_dict()[key], other.state_dict()[key]), key
+    # The extras come from their own streams: p4's A_s and A_r (same type, same shape) differ.
+    assert not torch.equal(p4.stage1.block0.attn_s.channel.mlp[0].weight, p4.stage1.block0.attn_r.channel.mlp[0].weight)
+    # Another seed gives other weights for every randomly initialised tensor.
+    seed0, seed1 = none.state_dict(), build_model("resnet20", "none", "se", seed=1).state_dict()
+    random = [k for k in seed0 if k.endswith("weight") and seed0[k].ndim > 1]  # convs and fc (norms start at 1)
+    assert len(random) == 22 and all(not torch.equal(seed0[k], seed1[k]) for k in random)
+
+
+def test_build_model_leaves_the_global_random_state_alone():
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    build_model("resnet20", "p4", "cbam", seed=3)
+    torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)
+
+
+def test_init_keeps_the_cifar_resnet_recipe():
+    model = build_model("resnet20", "p1", "se", seed=0)
+    conv = model.stage3.block0.residual[0][0].weight  # 32 -> 64, 3×3: He fan_out std = sqrt(2 / (64·9))
+    assert conv.std().item() == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.1)
+    bn = model.stage3.block0.residual[0][1]
+    assert torch.equal(bn.weight, torch.ones(64)) and torch.equal(bn.bias, torch.zeros(64))
+
+
+def test_gate_parameters_are_exactly_the_learned_gates():
+    from attnplace.models import gate_parameters
+
+    model = build_model("resnet20", "p4", "se", learn_gamma_s=False)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)].rsplit(".", 1)[-1] for p in gate_parameters(model)) == ["gamma_r"] * 9
+    assert len(gate_parameters(build_model("resnet20", "p3c", "se"))) == 9
+    assert gate_parameters(build_model("resnet20", "p1", "se")) == []

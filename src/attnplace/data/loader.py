@@ -3,7 +3,6 @@
 It stands in for `torch.utils.data.DataLoader`: Lightning accepts any iterable with `__len__`.
 """
 
-import hashlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 
@@ -11,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
+from ..seeds import derive_seed
 from .augment import Augment, none, normalizer
 
 
@@ -46,13 +46,9 @@ class BatchLoader:
                 end = start + self.batch_size
                 yield normalize(self.images[start:end]), self.labels[start:end]
             return
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch()))
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch()))
         order = torch.randperm(len(self.images), generator=generator).to(self.images.device)
         for batch in order[: len(self) * self.batch_size].view(len(self), self.batch_size):
             # index_select, not images[batch]: ~10× faster on CPU for this row gather
             yield normalize(self.augment(self.images.index_select(0, batch), generator)), self.labels[batch]
 
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A 64-bit generator seed for (seed, epoch): distinct pairs get unrelated streams, unlike seed + epoch."""
-    return int.from_bytes(hashlib.sha256(f"{seed}/{epoch}".encode()).digest()[:8], "little")

@@ -9,20 +9,24 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import UserError, choices_error
 from .attention import ATTENTION, create_attention, register_attention
-from .backbones import BACKBONES, Network
+from .backbones import BACKBONES, Network, stage_count
 from .blocks import PATTERNS, BlockOptions, ResidualBlock
-from .gates import gate_values
+from .gates import gate_parameters, gate_values
+from .init import init_weights
 
 BLOCK_OPTIONS = tuple(f.name for f in fields(BlockOptions) if f.name != "attention")
 
 
 def build_model(backbone: str = "resnet20", pattern: str = "none", attention: str = "se", num_classes: int = 10,
-                in_channels: int = 3, stages: Iterable[int] | None = None, **block_options) -> Network:
+                in_channels: int = 3, stages: Iterable[int] | None = None, seed: int = 0,
+                **block_options) -> Network:
     """Build `backbone` whose blocks follow placement `pattern` with attention type `attention`.
 
     `stages` (1-based) picks which stages get the pattern; the others get plain `none` blocks
     (None = every stage). `block_options` are the fields of `BlockOptions` (gate inits, learn flags,
-    `skip_attention`, `norm`).
+    `skip_attention`, `norm`, `p4_gate`). Weights depend on `seed` and each module's name only
+    (`init.py`): two variants built with one seed start with identical shared tensors. The caller's
+    random state is left as it was.
     """
     unknown = sorted(set(block_options) - set(BLOCK_OPTIONS))
     if unknown:
@@ -32,14 +36,17 @@ def build_model(backbone: str = "resnet20", pattern: str = "none", attention: st
         ATTENTION.get(name)  # fail before building anything
     block_cls, backbone_fn = PATTERNS.get(pattern), BACKBONES.get(backbone)
     chosen = None if stages is None else set(stages)
+    if chosen is not None and not chosen <= set(range(1, stage_count(backbone) + 1)):
+        raise UserError(f"stages={sorted(chosen)} do not exist in {backbone}; valid: 1..{stage_count(backbone)}")
 
     def make_block(stage: int, in_ch: int, out_ch: int, stride: int) -> nn.Module:
         cls = block_cls if chosen is None or stage in chosen else ResidualBlock
         return cls(in_ch, out_ch, stride, opts)
 
-    model = backbone_fn(make_block, in_channels=in_channels, num_classes=num_classes, norm=opts.norm)
-    if chosen is not None and not chosen <= set(range(1, model.num_stages + 1)):
-        raise UserError(f"stages={sorted(chosen)} do not exist in {backbone}; valid: 1..{model.num_stages}")
+    with torch.random.fork_rng(devices=[]):  # construction draws too (user modules without reset_parameters)
+        torch.manual_seed(seed)
+        model = backbone_fn(make_block, in_channels=in_channels, num_classes=num_classes, norm=opts.norm)
+    init_weights(model, seed)
     return model
 
 
@@ -62,4 +69,4 @@ def count_flops(model: nn.Module, in_channels: int = 3, image_size: int | tuple[
 
 
 __all__ = ["ATTENTION", "BACKBONES", "PATTERNS", "BLOCK_OPTIONS", "BlockOptions", "build_model", "count_flops",
-           "count_params", "create_attention", "gate_values", "register_attention"]
+           "count_params", "create_attention", "gate_parameters", "gate_values", "register_attention", "stage_count"]

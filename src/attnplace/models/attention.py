@@ -2,7 +2,8 @@
 
 Every module here computes `A(t) = m(t) ⊙ t` with the shape of `t` (CBAM applies its channel and then
 its spatial mask itself). The placement patterns in `blocks.py` only ever see this gated output.
-Implementations come from `timm.layers`; only the hyper-parameters are chosen here.
+Implementations come from `timm.layers` where timm's module is the seeds' module; CBAM is not (see
+`cbam.py`), so `cbam` is written here after the seeds and timm's is kept as `cbam_timm`.
 
 Register your own with the decorator; it is then usable by name everywhere (models, configs, grids):
 
@@ -22,6 +23,7 @@ from timm.layers.squeeze_excite import EffectiveSEModule, SEModule
 from torch import nn
 
 from ..registry import Registry
+from .cbam import CBAM, hidden_width
 
 ATTENTION = Registry("attention")
 register_attention = ATTENTION.register
@@ -40,7 +42,7 @@ def no_attention(channels: int) -> nn.Module:
 @register_attention("se")
 def squeeze_excite(channels: int) -> nn.Module:
     """Squeeze-and-Excitation (Hu et al.): hidden width max(C//16, 4), with bias, as in the seed notebooks."""
-    return SEModule(channels, rd_channels=max(channels // 16, 4), bias=True)
+    return SEModule(channels, rd_channels=hidden_width(channels), bias=True)
 
 
 @register_attention("eca")
@@ -51,7 +53,13 @@ def efficient_channel(channels: int) -> nn.Module:
 
 @register_attention("cbam")
 def cbam(channels: int) -> nn.Module:
-    """CBAM (Woo et al.): channel mask (reduction 16) then spatial mask (7×7 conv)."""
+    """CBAM as in the seeds (Woo et al.): bias-free shared MLP, hidden max(C//16, 4), then 7×7 conv, no norm."""
+    return CBAM(channels)
+
+
+@register_attention("cbam_timm")
+def cbam_timm(channels: int) -> nn.Module:
+    """timm's CBAM: hidden round(C/16) (at least 1), and BatchNorm after the spatial 7×7 conv."""
     return CbamModule(channels, rd_ratio=1 / 16, rd_divisor=1, spatial_kernel_size=7)
 
 

@@ -7,6 +7,7 @@ named `block0, block1, ...`, which is what gives gates their readable names (`st
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import nn
 
 from ..registry import Registry
@@ -44,17 +45,12 @@ class Network(nn.Sequential):
         layers["fc"] = nn.Linear(width, num_classes)
         super().__init__(layers)
         self.num_stages = len(plan)
-        _init_weights(self)
 
 
-def _init_weights(model: nn.Module) -> None:
-    # He init for convs, unit-scale norms: the CIFAR ResNet recipe; attention modules' convs included.
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+def stage_count(backbone: str) -> int:
+    """How many stages `backbone` has: built on the meta device, so nothing is allocated or drawn."""
+    with torch.device("meta"):
+        return BACKBONES.get(backbone)(lambda *_: nn.Identity(), in_channels=3, num_classes=2, norm="batch").num_stages
 
 
 @BACKBONES.register("flat")

@@ -9,6 +9,7 @@ All patterns share one residual branch `F(x)` = conv3×3-norm-ReLU-conv3×3-norm
     p3    y = skip(x) + F(A(x))                               before the residual (A on in_ch)
     p3c   y = skip(x) + F((1-λ)·x + λ·A(x)),  λ = sigmoid(logit), λ₀ = 0.1
     p4    y = A_s(skip(x)) + A_r(F(x)),  A_•(t) = t + γ_•·A(t),  γ_s₀ = 0, γ_r₀ = 0.1
+          p4_gate="direct": A_r(f) = A(f) as it is (the seeds' form for CBAM); A_s keeps its γ_s gate
 
 (each followed by ReLU). Each subclass overrides only `merge`, the pre-activation output.
 """
@@ -27,6 +28,9 @@ from .gates import add_scalar
 
 PATTERNS = Registry("pattern")
 NORMS = ("batch", "group")
+P4_GATES = ("near_identity", "direct")
+# A learned λ₀ of exactly 0 or 1 is a ±inf logit, which no gradient can move: nudge it inside (as the seed does).
+LAMBDA_EPS = 1e-4
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,13 @@ class BlockOptions:
     gamma_r_init: float = 0.1
     learn_gamma_s: bool = True
     learn_gamma_r: bool = True
+    p4_gate: str = "near_identity"  # or "direct": A_r applied as it is, no γ_r
 
     def __post_init__(self):
         if self.norm not in NORMS:
             raise choices_error("norm", self.norm, NORMS)
+        if self.p4_gate not in P4_GATES:
+            raise choices_error("p4_gate", self.p4_gate, P4_GATES)
         if not 0.0 <= self.lambda_init <= 1.0:
             raise UserError(f"lambda_init={self.lambda_init} is not a mixing weight; valid: a value in [0, 1]")
 
@@ -138,8 +145,11 @@ class ControlledBeforeResidual(BeforeResidual):
 
     def __init__(self, in_ch, out_ch, stride, opts):
         super().__init__(in_ch, out_ch, stride, opts)
-        # Learn the logit, not λ, so λ stays in (0, 1); λ₀ = 0 or 1 gives a ±inf logit, exactly none / p3.
-        add_scalar(self, "lambda_logit", torch.logit(torch.tensor(opts.lambda_init)), opts.learn_lambda)
+        # Learn the logit, not λ, so λ stays in (0, 1). A fixed λ₀ = 0 or 1 is a ±inf logit: exactly none / p3.
+        lam = opts.lambda_init
+        if opts.learn_lambda:
+            lam = min(max(lam, LAMBDA_EPS), 1 - LAMBDA_EPS)
+        add_scalar(self, "lambda_logit", torch.logit(torch.tensor(lam)), opts.learn_lambda)
 
     def attended_input(self, x):
         lam = torch.sigmoid(self.lambda_logit)
@@ -151,18 +161,27 @@ class ControlledBeforeResidual(BeforeResidual):
 
 @PATTERNS.register("p4")
 class DualPath(ResidualBlock):
-    """Pattern-4, dual path: y = ReLU(A_s(skip(x)) + A_r(F(x))), near-identity gates A_•(t) = t + γ_•·A(t)."""
+    """Pattern-4, dual path: y = ReLU(A_s(skip(x)) + A_r(F(x))).
+
+    p4_gate="near_identity": A_•(t) = t + γ_•·A(t) on both paths, γ_s₀ = 0 (the skip starts pure), γ_r₀ = 0.1.
+    p4_gate="direct": A_r(f) = A(f), the attention as it is (the seeds' form for CBAM, whose masks need no
+    γ to start gentle); the skip keeps t + γ_s·A_s(t), so it still starts pure.
+    """
 
     def __init__(self, in_ch, out_ch, stride, opts):
         super().__init__(in_ch, out_ch, stride, opts)
         self.attn_s = create_attention(opts.skip_attention or opts.attention, out_ch)
         self.attn_r = create_attention(opts.attention, out_ch)
+        self.direct = opts.p4_gate == "direct"
         add_scalar(self, "gamma_s", opts.gamma_s_init, opts.learn_gamma_s)
-        add_scalar(self, "gamma_r", opts.gamma_r_init, opts.learn_gamma_r)
+        if not self.direct:
+            add_scalar(self, "gamma_r", opts.gamma_r_init, opts.learn_gamma_r)
 
     def merge(self, x):
         s, r = self.skip(x), self.residual(x)
-        return s + self.gamma_s * self.attn_s(s) + r + self.gamma_r * self.attn_r(r)
+        a_r = self.attn_r(r) if self.direct else r + self.gamma_r * self.attn_r(r)
+        return s + self.gamma_s * self.attn_s(s) + a_r
 
     def gates(self):
-        return {"gamma_s": self.gamma_s, "gamma_r": self.gamma_r}
+        names = ("gamma_s",) if self.direct else ("gamma_s", "gamma_r")
+        return {name: getattr(self, name) for name in names}

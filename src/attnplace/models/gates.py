@@ -13,6 +13,12 @@ def add_scalar(module: nn.Module, name: str, value: float, learnable: bool) -> N
         module.register_buffer(name, tensor)
 
 
+def gate_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The learned gate scalars (γ_s, γ_r, λ's logit): a block's own parameters are exactly its gates,
+    since everything else it holds lives in submodules. Fixed gates are buffers and are not listed."""
+    return [p for m in model.modules() if callable(getattr(m, "gates", None)) for p in m.parameters(recurse=False)]
+
+
 def gate_values(model: nn.Module) -> dict[str, float]:
     """Every scalar gate by its place in the network, e.g. `stage2.block0.gamma_s` or `stage3.block1.lambda`.
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import yaml
 
 from ..errors import UserError
-from ..models import ATTENTION, BACKBONES, PATTERNS, BlockOptions
-from ..models.blocks import NORMS
+from ..models import ATTENTION, BACKBONES, PATTERNS, BlockOptions, stage_count
+from ..models.blocks import NORMS, P4_GATES
 
 DATASETS_WITH_FILES = ("imagefolder", "fashion-mnist")  # must exist; cifar10/100 may be downloaded into `path`
 
@@ -37,7 +37,12 @@ class ModelConfig(BlockOptions):
         if self.skip_attention is not None:
             _choose("skip_attention", self.skip_attention, ATTENTION.names())
         _choose("norm", self.norm, NORMS)
+        _choose("p4_gate", self.p4_gate, P4_GATES)
         _require(0 <= self.lambda_init <= 1, "lambda_init", self.lambda_init, "a mixing weight in [0, 1]")
+        if self.stages is not None:
+            n = stage_count(self.backbone)
+            _require(bool(self.stages) and set(self.stages) <= set(range(1, n + 1)), "stages", list(self.stages),
+                     f"a non-empty list of {self.backbone}'s stages 1..{n}, or null for all")
         super().__post_init__()
 
     def build_kwargs(self) -> dict:
@@ -79,6 +84,7 @@ class OptimConfig:
     schedule: str = "cosine"  # cosine | onecycle | constant
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0
+    gate_lr_scale: float = 1.0  # lr multiplier for the gate scalars γ_s, γ_r and λ's logit
 
     def __post_init__(self):
         _choose("name", self.name, ["sgd", "adamw"])
@@ -88,9 +94,13 @@ class OptimConfig:
         _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
         _require(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, ">= 0")
         _require(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "in [0, 1)")
+        _require(self.gate_lr_scale > 0, "gate_lr_scale", self.gate_lr_scale, "> 0")
+        _require(not (self.name == "sgd" and self.nesterov and self.momentum == 0), "momentum", self.momentum,
+                 "in (0, 1) with nesterov=true (Nesterov needs momentum), or set optim.nesterov=false")
 
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+TEST_ON = ("final", "best_val")  # which weights the test split sees: the last epoch's, or the best validation's
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,7 @@ class TrainerConfig:
     gate_log_every_n_steps: int = 50
     progress_bar: bool = True
     threads: int | None = None  # torch CPU threads; grids set it so parallel runs don't oversubscribe
+    test_on: str = "final"  # final | best_val
 
     def __post_init__(self):
         _require(self.max_epochs >= 1, "max_epochs", self.max_epochs, ">= 1")
@@ -111,6 +122,7 @@ class TrainerConfig:
         _require(self.threads is None or self.threads >= 1, "threads", self.threads, ">= 1 or null")
         _choose("precision", self.precision, PRECISIONS)
         _choose("accelerator", self.accelerator, ["auto", "cpu", "gpu", "cuda"])
+        _choose("test_on", self.test_on, TEST_ON)
 
 
 @dataclass(frozen=True)
@@ -137,6 +149,9 @@ class Config:
 
     def __post_init__(self):
         _choose("logger", self.logger, ["csv", "wandb"])
+        # imagefolder may ship its own val/ split; every other dataset carves validation from train.
+        _require(self.trainer.test_on == "final" or self.data.val_size > 0 or self.data.name == "imagefolder",
+                 "trainer.test_on", self.trainer.test_on, "final when data.val_size=0 (best_val needs validation)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -175,10 +190,12 @@ def canonical(config: Config) -> Config:
         "p1": {"attention", "stages"}, "p2": {"attention", "stages"}, "p3": {"attention", "stages"},
         "p3c": {"attention", "stages", "lambda_init", "learn_lambda"},
         "p4": {"attention", "stages", "skip_attention", "gamma_s_init", "gamma_r_init", "learn_gamma_s",
-               "learn_gamma_r"},
+               "learn_gamma_r", "p4_gate"},
     }.get(m.pattern)
     if uses is None:  # a user-registered pattern: keep everything
         return config
+    if m.pattern == "p4" and m.p4_gate == "direct":  # no γ_r
+        uses = uses - {"gamma_r_init", "learn_gamma_r"}
     placement = {f.name for f in dataclasses.fields(BlockOptions)} - {"norm"} | {"stages"}
     reset = {k: (getattr(defaults, k) if k != "attention" else "none") for k in placement - uses}
     if m.skip_attention == m.attention:

@@ -11,7 +11,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from ..data import AttnDataModule
 from ..errors import UserError
-from ..models import count_flops, count_params
+from ..models import count_flops, count_params, gate_values
 from .config import Config
 from .module import DivergedError, PlacementModule
 from .record import RunRecorder, environment, read_record
@@ -40,6 +40,7 @@ def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) ->
     record = {
         "id": config.run_id, "grid": grid, "status": "running", "error": None, "failed_epoch": None,
         "axes": axes or {}, "config": config.to_dict(), "run_dir": str(run_dir),
+        "initial_gates": gate_values(module.model),  # what each trajectory starts from (history is per epoch end)
         "metrics": {"params": count_params(module.model),
                     "flops": count_flops(module.model, data.in_channels, data.image_size)},
     }
@@ -51,7 +52,8 @@ def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) ->
         trainer.fit(module, datamodule=data, ckpt_path=checkpoint if checkpoint.exists() else None)
         if trainer.interrupted:  # Ctrl-C: leave the record `running`, so the same command resumes it
             raise KeyboardInterrupt
-        tested = trainer.test(module, datamodule=data, verbose=False)[0]
+        best = run_dir / "best.ckpt" if config.trainer.test_on == "best_val" else None
+        tested = trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)[0]
     except DivergedError as err:
         return recorder.write("failed", error=str(err), failed_epoch=trainer.current_epoch)
     except Exception as err:
@@ -63,11 +65,19 @@ def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) ->
     history = recorder.history
     val = [h["val_acc"] for h in history if h["val_acc"] is not None]
     metrics = {"test_acc": tested["test_acc"], "val_acc": val[-1] if val else None,
-               "best_val_acc": max(val) if val else None}
+               "best_val_acc": max(val) if val else None, "tested_epoch": tested_epoch(history, best is not None)}
     if "test_acc5" in tested:
         metrics["test_acc5"] = tested["test_acc5"]
     record["metrics"].update(metrics)
     return recorder.write("completed")
+
+
+def tested_epoch(history: list[dict], best_val: bool) -> int:
+    """The epoch whose weights the test split saw: the last, or the first with the best validation accuracy
+    (the best checkpoint is replaced only on a strict improvement)."""
+    if not best_val:
+        return history[-1]["epoch"]
+    return max(history, key=lambda h: (h["val_acc"] if h["val_acc"] is not None else -1, -h["epoch"]))["epoch"]
 
 
 def make_datamodule(config: Config) -> AttnDataModule:
@@ -82,11 +92,14 @@ def make_trainer(config: Config, run_dir: Path, recorder: RunRecorder) -> L.Trai
     # `last.ckpt`, overwritten at every epoch end (no monitor: top-1 = the newest), after the recorder has
     # appended that epoch to the history it carries. (Lightning's `save_last` alone only saves alongside a
     # top-k save.) Lightning writes checkpoints atomically, so a kill never leaves a half-written one.
-    checkpoint = ModelCheckpoint(dirpath=run_dir, filename="last", save_top_k=1, save_on_train_epoch_end=True,
-                                 enable_version_counter=False)
+    callbacks = [recorder, ModelCheckpoint(dirpath=run_dir, filename="last", save_top_k=1,
+                                           save_on_train_epoch_end=True, enable_version_counter=False)]
+    if t.test_on == "best_val":
+        callbacks.append(ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val_acc", mode="max",
+                                         save_top_k=1, enable_version_counter=False))
     return L.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=1, precision=t.precision,
-        deterministic=t.deterministic, logger=make_loggers(config, run_dir), callbacks=[recorder, checkpoint],
+        deterministic=t.deterministic, logger=make_loggers(config, run_dir), callbacks=callbacks,
         log_every_n_steps=t.gate_log_every_n_steps, enable_progress_bar=t.progress_bar,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=run_dir,
     )

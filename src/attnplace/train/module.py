@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..models import build_model, gate_values
+from ..models import build_model, gate_parameters, gate_values
 from .config import Config, from_dict
 
 
@@ -21,7 +21,8 @@ class PlacementModule(L.LightningModule):
         self.save_hyperparameters()
         self.config: Config = from_dict(Config, config)
         m = self.config.model
-        self.model = build_model(num_classes=num_classes, in_channels=in_channels, **m.build_kwargs())
+        self.model = build_model(num_classes=num_classes, in_channels=in_channels, seed=self.config.seed,
+                                 **m.build_kwargs())
         if self.config.trainer.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.config.optim.label_smoothing)
@@ -78,11 +79,7 @@ class PlacementModule(L.LightningModule):
 
     def configure_optimizers(self):
         opt = self.config.optim
-        # Weight decay only on conv/linear weights: decaying norms, biases or the scalar gates γ/λ would
-        # pull them towards 0 and bias the very quantities the experiments measure.
-        decay = [p for p in self.model.parameters() if p.ndim > 1]
-        no_decay = [p for p in self.model.parameters() if p.ndim <= 1]
-        groups = [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = [g for g in param_groups(self.model, opt.lr, opt.weight_decay, opt.gate_lr_scale) if g["params"]]
         if opt.name == "sgd":
             optimizer = torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov)
         else:
@@ -91,6 +88,21 @@ class PlacementModule(L.LightningModule):
         warmup = round(opt.warmup_epochs * total / self.trainer.max_epochs)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(opt.schedule, warmup, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float, gate_lr_scale: float) -> list[dict]:
+    """Conv/linear weights (decayed); norms and biases (not decayed); the gate scalars (not decayed, own lr).
+
+    Decaying norms, biases or the gates γ/λ would pull them towards 0 and bias the very quantities the
+    experiments measure. The gates get `lr · gate_lr_scale`: a scalar gate sees one gradient summed over a
+    whole tensor, and λ's passes through sigmoid′ (≈ 0.09 at λ = 0.1), so the weights' lr barely moves it.
+    The schedule multiplies every group's lr alike, so the ratio holds through training.
+    """
+    gates = {id(p) for p in gate_parameters(model)}
+    rest = [p for p in model.parameters() if id(p) not in gates]
+    return [{"params": [p for p in rest if p.ndim > 1], "weight_decay": weight_decay, "lr": lr},
+            {"params": [p for p in rest if p.ndim <= 1], "weight_decay": 0.0, "lr": lr},
+            {"params": gate_parameters(model), "weight_decay": 0.0, "lr": lr * gate_lr_scale}]
 
 
 def lr_factor(schedule: str, warmup: int, total: int):
