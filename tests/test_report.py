@@ -10,9 +10,10 @@ import pytest
 from scipy import stats
 
 from attnplace.errors import UserError
-from attnplace.grid.report import (
-    format_summary, gate_trajectories, load_records, summarize, write_report,
-)
+from attnplace.grid.plots import plot_accuracy
+from attnplace.grid.records import load_records
+from attnplace.grid.report import caveats, gate_trajectories, summarize, write_report
+from attnplace.grid.tables import format_markdown, format_summary
 
 T975_DF2 = 4.302653  # t_{0.975, 2} from a table: the 95% CI multiplier for n = 3
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_results.ipynb"
@@ -146,6 +147,67 @@ def test_missing_or_empty_results_dir_is_a_user_error(tmp_path):
         write_report(tmp_path)
 
 
+def _with_epochs(rec: dict, epochs: int) -> dict:
+    rec["config"]["trainer"] = {"max_epochs": epochs}
+    rec["id"] += f"-e{epochs}"
+    return rec
+
+
+def test_a_variant_mixing_two_configs_is_refused_with_one_line(tmp_path):
+    """A grid rerun with more epochs beside the old runs: averaging them would mix two experiments."""
+    recs = [_with_epochs(record(p, s, 0.9), 10) for p in ("none", "p1") for s in (0, 1)]
+    recs.append(_with_epochs(record("p1", 2, 0.95), 20))
+    write_runs(tmp_path, recs)
+    with pytest.raises(UserError) as err:
+        load_records(tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and "variant p1/se mixes runs" in message
+    assert "trainer.max_epochs (10 vs 20)" in message
+
+
+def test_variants_from_different_base_configs_are_refused(tmp_path):
+    recs = [_with_epochs(record("none", s, 0.9), 10) for s in (0, 1)]
+    recs += [_with_epochs(record("p1", s, 0.9), 30) for s in (0, 1)]
+    with pytest.raises(UserError, match=r"runs differ in trainer.max_epochs \(10 vs 30\), which is not an axis"):
+        load_records(write_runs(tmp_path, recs))
+
+
+def test_repeated_seeds_are_refused(tmp_path):
+    again = record("p1", 1, 0.93)
+    again["id"] += "-again"
+    write_runs(tmp_path, [record("none", 1, 0.9), record("p1", 1, 0.92), again])
+    with pytest.raises(UserError, match="variant p1/se has seed 1 more than once"):
+        load_records(tmp_path)
+
+
+def test_grid_json_run_list_leaves_earlier_runs_out(tmp_path):
+    old = [_with_epochs(record(p, s, 0.5), 10) for p in ("none", "p1") for s in (0, 1)]
+    new = [_with_epochs(record(p, s, 0.9 + 0.01 * s), 20) for p in ("none", "p1") for s in (0, 1)]
+    write_runs(tmp_path, old + new)
+    (tmp_path / "grid.json").write_text(json.dumps({"name": "g", "axes": {"model.pattern": [], "seed": []},
+                                                     "runs": [r["id"] for r in new] + ["never-started"]}))
+    report = write_report(tmp_path)
+    assert sorted(report.runs["id"]) == sorted(r["id"] for r in new)
+    assert report.summary.set_index("variant").loc["p1/se", "acc_mean"] == pytest.approx(0.905)
+    assert report.notes == ["4 run folder(s) in runs/ are not in grid.json (an earlier configuration of the grid) "
+                            "and are left out, e.g. resnet20-none-se-s0-e10"]
+    assert any("never-started: no record.json" in p for p in report.problems)
+    assert "are not in grid.json" in (tmp_path / "summary.md").read_text()
+
+
+def test_summary_says_which_weights_were_tested(tmp_path):
+    recs = [record(p, s, 0.9) for p in ("none", "p1") for s in range(3)]
+    for rec in recs:
+        rec["config"]["trainer"] = {"test_on": "best_val"}
+        rec["metrics"]["tested_epoch"] = 7
+    write_runs(tmp_path, recs)
+    report = write_report(tmp_path)
+    assert set(report.summary["test_on"]) == {"best_val"}
+    assert report.caveats == ["Test accuracy is measured on the weights of the epoch with the best validation "
+                              "accuracy (epoch 7, counted from 0)."]
+    assert pd.read_csv(tmp_path / "summary.csv")["test_on"].tolist() == ["best_val", "best_val"]
+
+
 # ---------------------------------------------------------------- statistics
 
 
@@ -170,19 +232,56 @@ def test_summary_statistics_match_hand_computation(results):
     assert p1["p_value"] == pytest.approx(2 * stats.t.sf(t, 2))
 
 
-def test_failed_runs_are_counted_not_averaged_and_unmatched_seeds_use_welch(results):
+def test_failed_runs_are_counted_not_averaged_and_pairs_use_the_shared_seeds(results):
     summary = summarize(load_records(results)[0])
     p2 = row(summary, "p2/se")
     assert (p2["n"], p2["failures"]) == (2, 1)
     assert p2["acc_mean"] == pytest.approx(0.94)
-    assert p2["test"] == "welch"
-    assert p2["p_value"] == pytest.approx(welch_by_hand([0.95, 0.93], BASE))
+    # Seed 2 failed: paired on the two seeds both sides completed, d = [.05, .02].
+    assert (p2["test"], p2["n_pairs"]) == ("paired", 2)
+    assert p2["diff"] == pytest.approx(0.035)
+    sd = math.sqrt(2 * 0.015**2)
+    assert p2["p_value"] == pytest.approx(2 * stats.t.sf(0.035 / (sd / math.sqrt(2)), 1))
+    assert p2["effect_dz"] == pytest.approx(0.035 / sd)
 
     p3, p4, base = row(summary, "p3/se"), row(summary, "p4/se"), row(summary, "none")
     assert (p3["n"], p3["failures"], p3["test"]) == (1, 0, "")  # the running run counts nowhere
     assert math.isnan(p3["acc_std"]) and math.isnan(p3["ci_low"]) and math.isnan(p3["p_value"])
     assert (p4["n"], p4["failures"]) == (0, 1) and math.isnan(p4["acc_mean"])
     assert base["baseline"] and base["diff"] == 0 and math.isnan(base["p_value"]) and base["test"] == ""
+
+
+def test_no_shared_seeds_falls_back_to_welch_with_hedges_g(tmp_path):
+    recs = [record("none", s, a) for s, a in enumerate(BASE)] + [record("p1", 3, 0.95), record("p1", 4, 0.97)]
+    p1 = row(summarize(load_records(write_runs(tmp_path, recs))[0]), "p1/se")
+    assert (p1["test"], p1["n_pairs"]) == ("welch", 0)
+    assert p1["p_value"] == pytest.approx(welch_by_hand([0.95, 0.97], BASE))
+    pooled = math.sqrt((np.var([0.95, 0.97], ddof=1) + 2 * np.var(BASE, ddof=1)) / 3)
+    assert p1["effect_dz"] == pytest.approx((1 - 3 / 11) * (0.96 - np.mean(BASE)) / pooled)
+    assert "Compared unpaired (Welch" in " ".join(caveats(summarize(load_records(tmp_path)[0]), load_records(tmp_path)[0]))
+
+
+def test_holm_corrects_within_each_baseline_family(tmp_path):
+    """Three variants against one baseline: Holm multiplies the smallest p by 3, the next by 2, ..."""
+    accs = {"none": [0.80, 0.81, 0.79, 0.80], "p1": [0.83, 0.85, 0.82, 0.84],
+            "p2": [0.81, 0.81, 0.80, 0.82], "p3": [0.80, 0.82, 0.79, 0.81]}
+    recs = [record(p, s, a) for p, values in accs.items() for s, a in enumerate(values)]
+    summary = summarize(load_records(write_runs(tmp_path, recs))[0]).set_index("variant")
+    raw = {v: stats.ttest_rel(accs[v.split("/")[0]], accs["none"]).pvalue for v in ("p1/se", "p2/se", "p3/se")}
+    assert {v: summary.loc[v, "p_value"] for v in raw} == pytest.approx(raw)
+    order = sorted(raw, key=raw.get)
+    expected, running = {}, 0.0
+    for rank, v in enumerate(order):
+        running = max(running, min(1.0, (3 - rank) * raw[v]))
+        expected[v] = running
+    assert {v: summary.loc[v, "p_holm"] for v in raw} == pytest.approx(expected)
+    assert summary.loc["p1/se", "p_holm"] == pytest.approx(3 * raw["p1/se"])
+    assert math.isnan(summary.loc["none", "p_holm"])
+    # The Δ CI is the paired one: mean(d) ± t_{.975,3}·sd(d)/2.
+    d = np.subtract(accs["p1"], accs["none"])
+    half = 3.182446 * d.std(ddof=1) / 2
+    assert (summary.loc["p1/se", "diff_ci_low"], summary.loc["p1/se", "diff_ci_high"]) == \
+        pytest.approx((d.mean() - half, d.mean() + half), rel=1e-5)
 
 
 def test_baseline_matches_non_placement_axes_and_pools_attention(tmp_path):
@@ -229,6 +328,17 @@ def test_format_summary_shows_percent_ci_delta_and_p(results):
     assert "baseline" in next(line for line in text.splitlines() if line.startswith("none"))
 
 
+def test_displayed_accuracy_cis_are_clipped_to_0_100(tmp_path):
+    recs = [record("none", 0, 0.95), record("none", 1, 0.15), record("p1", 0, 0.95), record("p1", 1, 0.96)]
+    summary = summarize(load_records(write_runs(tmp_path, recs))[0])
+    base = row(summary, "none")  # n = 2, t = 12.7: the raw interval passes both bounds
+    assert base["ci_low"] < 0 and base["ci_high"] > 1
+    base_line = next(line for line in format_markdown(summary).splitlines() if line.startswith("| none |"))
+    assert ", 100.00]" in base_line and "[0.00," in base_line
+    notes = caveats(summary, load_records(tmp_path)[0])
+    assert any(n.startswith("warning: n < 3 for none, p1/se") for n in notes)
+
+
 # ---------------------------------------------------------------- gates
 
 
@@ -240,7 +350,7 @@ def test_gate_trajectories_long_form_and_means(results):
     first = long[(long["run"] == "resnet20-p1-se-s0") & (long["gate"] == "stage2.block1.gamma_s")]
     assert first[["variant", "seed", "stage", "block", "kind"]].iloc[0].tolist() == \
         ["p1/se", 0, "stage2", "block1", "gamma_s"]
-    assert first["value"].tolist() == [0.3, 0.4]
+    assert first["value"].tolist() == [0.3, 0.4] and first["epoch"].tolist() == [1, 2]  # epochs trained
 
     # Blocks averaged within a run (seed 0: .2, .3; seed 1: .4, .5), then mean/std over seeds.
     gs = mean[(mean["stage"] == "stage2") & (mean["kind"] == "gamma_s")].set_index("epoch")
@@ -249,6 +359,15 @@ def test_gate_trajectories_long_form_and_means(results):
     assert gs["n"].tolist() == [2, 2]
     lam = mean[mean["kind"] == "lambda"].set_index("epoch")
     assert lam["mean"].tolist() == pytest.approx([0.6, 0.6]) and lam["n"].tolist() == [2, 1]
+
+
+def test_gate_curves_start_at_the_initial_value():
+    rec = record("p4", 0, 0.9, history=[{"epoch": 0, "gates": gates(0.05, 0.07, 0.2)}],
+                 initial_gates=gates(0.0, 0.0, 0.1))
+    long, mean = gate_trajectories([rec])
+    gs = mean[mean["kind"] == "gamma_s"].set_index("epoch")["mean"]
+    assert gs.to_dict() == pytest.approx({0: 0.0, 1: 0.06})
+    assert mean[mean["kind"] == "lambda"].set_index("epoch")["mean"].to_dict() == pytest.approx({0: 0.1, 1: 0.2})
 
 
 def test_gate_trajectories_accepts_record_dicts():
@@ -272,6 +391,8 @@ def test_write_report_writes_every_file(results):
     assert not list(results.glob(".*.tmp"))
 
     csv = pd.read_csv(results / "summary.csv").set_index("variant")
+    assert {"n", "acc_mean", "acc_std", "ci_low", "ci_high", "diff", "p_value", "diff_ci_low", "diff_ci_high",
+            "n_pairs", "p_holm", "effect_dz", "test_on"} <= set(csv.columns)
     assert csv.loc["p1/se", "acc_mean"] == pytest.approx(0.92)
     assert (csv.loc["p2/se", "n"], csv.loc["p2/se", "failures"]) == (2, 1)
     assert csv.loc["p1/se", "p_value"] == pytest.approx(report.summary.set_index("variant").loc["p1/se", "p_value"])
@@ -284,6 +405,14 @@ def test_write_report_writes_every_file(results):
     assert "partial" in md and "corrupt" in md  # skipped records are listed
     assert r"\begin{tabular}" in (results / "summary.tex").read_text()
     assert len(report.problems) == 2
+
+
+def test_accuracy_plot_shows_every_seed(results):
+    runs = load_records(results)[0]
+    fig = plot_accuracy(summarize(runs), runs)
+    xs = sorted(float(x) for c in fig.axes[0].collections if c.get_gid() == "seeds" for x, _ in c.get_offsets())
+    completed = sorted(100 * runs.loc[runs["status"] == "completed", "test_acc"])
+    assert xs == pytest.approx(completed)  # one dot per completed run (9), at its accuracy
 
 
 def test_write_report_without_gates_skips_gates_plot(tmp_path):

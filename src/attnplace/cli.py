@@ -68,12 +68,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def report(results_dir) -> None:
     """Write the tables and plots, print the summary table and name what could not be read."""
-    from .grid.report import format_summary, write_report
+    from .grid.report import write_report
+    from .grid.tables import format_summary
 
     result = write_report(results_dir)
     for problem in result.problems:
         print(f"skipped: {problem}", file=sys.stderr)
     print(format_summary(result.summary))
+    for line in result.caveats + result.notes:
+        print(line)
     print(f"tables and plots: {', '.join(sorted(Path(p).name for p in result.written))} in {results_dir}")
 
 

@@ -23,26 +23,30 @@ def png_bytes(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def plot_accuracy(summary: pd.DataFrame) -> Figure:
-    """Mean test accuracy per variant (%) with 95% CI bars; baselines marked, with a dashed line
-    at the baseline mean across the variants compared with it."""
+def plot_accuracy(summary: pd.DataFrame, runs: pd.DataFrame) -> Figure:
+    """Test accuracy per variant (%): each seed's run as a small dot, the mean with its 95% CI (clipped to
+    [0, 100]) beside it; baselines marked, with a dashed line at the baseline mean of each group."""
     rows = summary[summary["n"] > 0].reset_index(drop=True)
-    fig = Figure(figsize=(7, 1.2 + 0.35 * max(len(rows), 1)), layout="constrained")
+    fig = Figure(figsize=(7, 1.2 + 0.4 * max(len(rows), 1)), layout="constrained")
     ax = fig.add_subplot()
     y = -rows.index.to_numpy()  # first summary row on top
     mean = 100 * rows["acc_mean"]
     # A single run has no CI; draw no bar rather than a misleading zero-width one.
-    err = [(mean - 100 * rows["ci_low"]).fillna(0), (100 * rows["ci_high"] - mean).fillna(0)]
+    err = [(mean - 100 * rows["ci_low"].clip(0, 1)).fillna(0), (100 * rows["ci_high"].clip(0, 1) - mean).fillna(0)]
     base = rows["baseline"].to_numpy(dtype=bool)
-    for mask, style in ((~base, dict(fmt="o", color="tab:blue", label="attention variant")),
+    for mask, style in ((~base, dict(fmt="o", color="tab:blue", label="mean, 95% CI")),
                         (base, dict(fmt="D", color="tab:red", label="baseline (pattern none)"))):
         if mask.any():
             ax.errorbar(mean[mask], y[mask], xerr=[e[mask] for e in err], capsize=3, **style)
-    # diff = mean − baseline mean, so each row knows its baseline; rows of one group are
-    # adjacent, so their segments join into one dashed line per baseline.
-    ax.vlines(mean - 100 * rows["diff"], y - 0.5, y + 0.5, colors="tab:red", linestyles="--", lw=1)
+    done = runs[runs["status"] == "completed"]
+    for row_y, variant in zip(y, rows["variant"]):
+        accs = 100 * done.loc[done["variant"] == variant, "test_acc"]
+        ax.scatter(accs, [row_y - 0.22] * len(accs), s=12, color="0.35", zorder=3, gid="seeds",
+                   label="one seed" if row_y == y[0] else None)
+    # Rows of one group are adjacent, so their segments join into one dashed line per baseline.
+    ax.vlines(100 * rows["baseline_acc_mean"], y - 0.5, y + 0.5, colors="tab:red", linestyles="--", lw=1)
     ax.set_yticks(y, rows["variant"])
-    ax.set_xlabel("test accuracy (%), mean and 95% CI over seeds")
+    ax.set_xlabel("test accuracy (%): seeds, and their mean with 95% CI")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return fig
@@ -70,7 +74,7 @@ def plot_gates(gates_mean: pd.DataFrame) -> Figure | None:
                     ls=LINESTYLES[stages.index(stage) % len(LINESTYLES)], label=f"{variant} · {stage}")
             ax.fill_between(curve["epoch"], curve["mean"] - std, curve["mean"] + std, color=color, alpha=0.15)
         ax.set_title(GATE_TITLES.get(kind, kind))
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epochs trained (0 = initial value)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("gate value (mean ± std over seeds)")

@@ -169,6 +169,8 @@ class Config:
 
 # Keys that change where or how a run is shown, not what it computes: left out of the run id.
 PRESENTATION_KEYS = ("name", "logger", "wandb", "output_dir", "run_dir", "trainer.progress_bar", "trainer.threads")
+# `model` keys that say where and how attention sits (what a placement comparison varies); norm is not one.
+PLACEMENT_KEYS = tuple(sorted({f.name for f in dataclasses.fields(BlockOptions)} - {"norm"} | {"stages"}))
 
 
 def identity(config: Config) -> dict:
@@ -196,8 +198,7 @@ def canonical(config: Config) -> Config:
         return config
     if m.pattern == "p4" and m.p4_gate == "direct":  # no γ_r
         uses = uses - {"gamma_r_init", "learn_gamma_r"}
-    placement = {f.name for f in dataclasses.fields(BlockOptions)} - {"norm"} | {"stages"}
-    reset = {k: (getattr(defaults, k) if k != "attention" else "none") for k in placement - uses}
+    reset = {k: (getattr(defaults, k) if k != "attention" else "none") for k in set(PLACEMENT_KEYS) - uses}
     if m.skip_attention == m.attention:
         reset["skip_attention"] = None
     return dataclasses.replace(config, model=dataclasses.replace(m, **reset))
