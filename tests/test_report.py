@@ -208,6 +208,23 @@ def test_summary_says_which_weights_were_tested(tmp_path):
     assert pd.read_csv(tmp_path / "summary.csv")["test_on"].tolist() == ["best_val", "best_val"]
 
 
+def test_gate_lr_scale_variants_share_one_baseline(tmp_path):
+    axes = ("model.pattern", "optim.gate_lr_scale", "seed")
+    recs = []
+    for pattern, scale, accs in (("none", 1, [0.80, 0.82]), ("p3c", 1, [0.81, 0.83]), ("p3c", 10, [0.84, 0.85])):
+        for seed, acc in enumerate(accs):
+            rec = record(pattern, seed, acc, axes=("model.pattern", "seed"))
+            rec["axes"]["optim.gate_lr_scale"] = scale
+            rec["config"]["optim"] = {"gate_lr_scale": scale}
+            rec["id"] += f"-g{scale}"
+            recs.append(rec)
+    write_runs(tmp_path, recs, {a: [] for a in axes})
+    summary = summarize(load_records(tmp_path)[0]).set_index("variant")
+    assert list(summary.index) == ["none", "p3c/gate_lr_scale=10", "p3c/gate_lr_scale=1"]
+    assert summary.loc["p3c/gate_lr_scale=10", "diff"] == pytest.approx(0.035)
+    assert summary.loc["p3c/gate_lr_scale=1", "n_pairs"] == 2
+
+
 # ---------------------------------------------------------------- statistics
 
 

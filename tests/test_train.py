@@ -122,6 +122,22 @@ def test_run_ids_are_stable_and_canonical():
     assert load_config(None, ["seed=1"]).run_id != load_config(None, ["seed=2"]).run_id
 
 
+@pytest.mark.parametrize("overrides,scaled", [
+    (["model.pattern=p1"], False), (["model.pattern=p3c"], True),
+    (["model.pattern=p3c", "model.learn_lambda=false"], False), (["model.pattern=p4"], True),
+    (["model.pattern=p4", "model.learn_gamma_s=false", "model.p4_gate=direct"], False),
+])
+def test_gate_lr_scale_is_kept_only_where_gates_learn(overrides, scaled):
+    config = load_config(None, [*overrides, "optim.gate_lr_scale=10"])
+    assert config.optim.gate_lr_scale == (10 if scaled else 1)
+
+
+def test_p4_direct_drops_gamma_r_options_from_the_run():
+    a = load_config(None, ["model.pattern=p4", "model.p4_gate=direct", "model.gamma_r_init=0.5"])
+    b = load_config(None, ["model.pattern=p4", "model.p4_gate=direct"])
+    assert a.run_id == b.run_id and a.model.gamma_r_init == 0.1
+
+
 def test_yaml_config_and_overrides_merge(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: {pattern: p3c, stages: [2, 3]}\noptim: {lr: 0.05}\n")

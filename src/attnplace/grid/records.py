@@ -14,7 +14,7 @@ Vocabulary:
 - axis: a dotted config key the grid varies (`model.pattern`, `optim.lr`) or `seed`.
 - variant: the values of every axis except `seed`; its seeds are its repeated runs.
 - placement axis: a `model.*` axis other than the backbone and norm, i.e. a choice of *where/how*
-  attention sits. A variant's baseline is the `model.pattern == "none"` variant that agrees on
+  attention sits, or how its gates train (`optim.gate_lr_scale`). A variant's baseline is the `model.pattern == "none"` variant that agrees on
   every non-placement axis (`resnet20/p1/se` is compared with `resnet20/none`).
 """
 
@@ -34,6 +34,7 @@ from .validate import METRICS, BadRecord, read_checked
 BASELINE = "none"
 PATTERN = "model.pattern"
 NON_PLACEMENT = {"model.backbone", "model.norm"}
+GATE_OPTIONS = {"optim.gate_lr_scale"}  # how the gates train: part of the placement, meaningless for a baseline
 DEFAULT_AXES = ("model.backbone", PATTERN, "model.attention", "seed")
 
 
@@ -187,7 +188,7 @@ def axis_columns(runs: pd.DataFrame) -> list[str]:
 
 
 def is_placement(axis: str) -> bool:
-    return axis.startswith("model.") and axis not in NON_PLACEMENT
+    return (axis.startswith("model.") and axis not in NON_PLACEMENT) or axis in GATE_OPTIONS
 
 
 def variant_keys(runs: pd.DataFrame) -> list[tuple]:

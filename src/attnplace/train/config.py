@@ -184,7 +184,8 @@ def identity(config: Config) -> dict:
 def canonical(config: Config) -> Config:
     """Reset options a pattern ignores to their defaults, so equal networks get equal configs (and ids).
 
-    E.g. the `none` baseline has no attention at all: `none × se` and `none × cbam` are the same run.
+    E.g. the `none` baseline has no attention at all: `none × se` and `none × cbam` are the same run, and
+    a network without learned gates ignores `optim.gate_lr_scale`.
     """
     m, defaults = config.model, ModelConfig()
     uses = {
@@ -201,7 +202,12 @@ def canonical(config: Config) -> Config:
     reset = {k: (getattr(defaults, k) if k != "attention" else "none") for k in set(PLACEMENT_KEYS) - uses}
     if m.skip_attention == m.attention:
         reset["skip_attention"] = None
-    return dataclasses.replace(config, model=dataclasses.replace(m, **reset))
+    optim = config.optim
+    learned_gates = (m.pattern == "p3c" and m.learn_lambda) or (
+        m.pattern == "p4" and (m.learn_gamma_s or (m.learn_gamma_r and m.p4_gate == "near_identity")))
+    if not learned_gates:
+        optim = dataclasses.replace(optim, gate_lr_scale=OptimConfig.gate_lr_scale)
+    return dataclasses.replace(config, model=dataclasses.replace(m, **reset), optim=optim)
 
 
 def _require(ok: bool, key: str, value, valid: str) -> None:
