@@ -27,3 +27,30 @@ def shared_cifar(tmp_path_factory):
 def comparable(history: list[dict]) -> list[dict]:
     """A record's history without its wall-clock fields, which differ between two identical runs."""
     return [{k: v for k, v in entry.items() if k != "train_seconds"} for entry in history]
+
+
+def wandb_records(run_dir: Path):
+    """Every record of the offline run's `.wandb` file, decoded with wandb's own protobuf classes.
+
+    The file is a LevelDB-style log (wandb 0.31 ships no Python reader): a 7-byte `:W&B` header, then
+    32 KiB blocks of chunks, each `crc32c(4) length(2, LE) type(1)` + payload; type 1 = whole record,
+    2/3/4 = first/middle/last piece of one; a block tail shorter than a chunk header is padding.
+    """
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    data, pos, pieces, block = path.read_bytes(), 7, [], 32768
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        if left < 7 or kind == 0:
+            pos += left
+            continue
+        pieces.append(data[pos + 7:pos + 7 + length])
+        pos += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(b"".join(pieces))
+            pieces = []
+            yield record

@@ -15,7 +15,7 @@ from attnplace.errors import UserError
 from attnplace.train.config import load_config
 from attnplace.train.fit import fit
 from attnplace.train.module import PlacementModule
-from conftest import SHARED_TARBALL, comparable
+from conftest import SHARED_TARBALL, comparable, wandb_records
 
 TINY = ["data.name=synthetic", "data.path=null", "data.val_size=100", "data.batch_size=50",
         "data.synthetic={num_train: 600, num_test: 100, image_size: 16}", "model.backbone=resnet20",
@@ -218,40 +218,13 @@ def test_completed_run_is_not_repeated(tmp_path):
     assert fit(config) == first and (tmp_path / "record.json").stat().st_mtime_ns == mtime
 
 
-def _wandb_records(run_dir: Path):
-    """Every record of the offline run's `.wandb` file, decoded with wandb's own protobuf classes.
-
-    The file is a LevelDB-style log (wandb 0.31 ships no Python reader): a 7-byte `:W&B` header, then
-    32 KiB blocks of chunks, each `crc32c(4) length(2, LE) type(1)` + payload; type 1 = whole record,
-    2/3/4 = first/middle/last piece of one; a block tail shorter than a chunk header is padding.
-    """
-    from wandb.proto import wandb_internal_pb2
-
-    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
-    data, pos, pieces, block = path.read_bytes(), 7, [], 32768
-    assert data[:4] == b":W&B"
-    while pos + 7 <= len(data):
-        left = block - pos % block
-        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
-        if left < 7 or kind == 0:
-            pos += left
-            continue
-        pieces.append(data[pos + 7:pos + 7 + length])
-        pos += 7 + length
-        if kind in (1, 4):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(b"".join(pieces))
-            pieces = []
-            yield record
-
-
 def test_wandb_offline_run_holds_gate_curves_and_accuracy(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_SILENT", "true")
     config = load_config(None, [*TINY, "model.pattern=p3c", "trainer.max_epochs=2", "trainer.gate_log_every_n_steps=2",
                                 "logger=wandb", "name=wandb-test", f"run_dir={tmp_path}"])
     record = fit(config)
-    records = list(_wandb_records(tmp_path))
+    records = list(wandb_records(tmp_path))
     history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
                for r in records if r.WhichOneof("record_type") == "history"]
     lam = [h["gate/stage2.block0.lambda"] for h in history if "gate/stage2.block0.lambda" in h]

@@ -62,12 +62,13 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    report(args.results_dir)
+    report(args.results_dir, wandb=args.wandb)
     return 0
 
 
-def report(results_dir) -> None:
-    """Write the tables and plots, print the summary table and name what could not be read."""
+def report(results_dir, wandb: bool = False) -> None:
+    """Write the tables and plots, print the summary table and name what could not be read;
+    with `wandb`, also log them as the grid's W&B summary run."""
     from .grid.report import write_report
     from .grid.tables import format_summary
 
@@ -78,6 +79,10 @@ def report(results_dir) -> None:
     for line in result.caveats + result.notes:
         print(line)
     print(f"tables and plots: {', '.join(sorted(Path(p).name for p in result.written))} in {results_dir}")
+    if wandb:
+        from .grid.dashboard import log_summary_run
+
+        print(f"W&B summary run: {log_summary_run(result, results_dir)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="tables, plots and statistics of a results directory")
     p.add_argument("results_dir")
+    p.add_argument("--wandb", action="store_true", help="also log the tables and plots as a W&B summary run")
     p.set_defaults(func=cmd_report)
     return parser
 

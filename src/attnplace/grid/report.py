@@ -169,6 +169,7 @@ def gate_trajectories(source: str | os.PathLike | Iterable[dict]) -> tuple[pd.Da
 class Report:
     """Everything `write_report` computed, and where it put it."""
 
+    records: list[dict]
     runs: pd.DataFrame
     summary: pd.DataFrame
     gates: pd.DataFrame
@@ -202,8 +203,8 @@ def write_report(results_dir: str | os.PathLike) -> Report:
     loaded = load(results_dir)
     summary = summarize(loaded.runs)
     gates, gates_mean = _gate_frames(loaded.records, loaded.runs)
-    report = Report(loaded.runs, summary, gates, gates_mean, caveats(summary, loaded.runs), loaded.problems,
-                    loaded.notes)
+    report = Report(loaded.records, loaded.runs, summary, gates, gates_mean, caveats(summary, loaded.runs),
+                    loaded.problems, loaded.notes)
     files = {  # name -> content; text is UTF-8 (± and Δ in the tables)
         "summary.csv": summary.to_csv(index=False),
         "summary.md": _markdown_document(results_dir, report),

@@ -1,0 +1,56 @@
+"""The ablation on the W&B dashboard: one `summary` run beside a grid's training runs.
+
+A grid's training runs each log their curves; what the user came for is the comparison. This logs the
+report into the same W&B project and group as those runs, as one run with job_type `summary`:
+the summary table (the columns of summary.csv, one row per variant), the per-run table, the mean
+gate trajectories, and accuracy.png / gates.png. Offline unless the user has logged in to W&B, like
+the training runs; `wandb sync <results_dir>/wandb/offline-run-*` uploads it later.
+"""
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .report import Report
+
+RUN_COLUMNS = ["variant", "seed", "status", "test_acc", "params", "flops", "train_images_per_s", "id"]
+
+
+def _wandb_settings(report: Report) -> tuple[str, str, str]:
+    """(project, group, mode) of the grid's runs, read from their recorded configs."""
+    from ..train.fit import wandb_mode
+
+    config = report.records[0]["config"]  # one experiment: records.py refused anything else
+    wandb = config.get("wandb") or {}
+    return wandb.get("project", "attnplace"), config.get("name", "default"), wandb_mode(wandb.get("mode", "auto"))
+
+
+def _table(frame: pd.DataFrame):
+    """A wandb.Table; NaN stays a missing cell and non-numeric objects become strings W&B can type."""
+    import wandb
+
+    frame = frame.astype({c: str for c in frame.columns if frame[c].dtype == object}).replace("None", "")
+    return wandb.Table(dataframe=frame.reset_index(drop=True))
+
+
+def log_summary_run(report: Report, results_dir: str | Path) -> str:
+    """Log `report` as the grid's `summary` run; return the run's local directory."""
+    import wandb
+
+    results_dir = Path(results_dir)
+    project, group, mode = _wandb_settings(report)
+    run_id = re.sub(r"[^A-Za-z0-9_-]", "-", f"{group}-summary")[:128]
+    run = wandb.init(project=project, group=group, job_type="summary", name=f"{group} summary", id=run_id,
+                     dir=str(results_dir), mode=mode, resume="allow", reinit="finish_previous",
+                     config={"results_dir": str(results_dir), "variants": int(len(report.summary)),
+                             "runs": int(len(report.runs))})
+    media = {name: wandb.Image(str(results_dir / f"{name}.png"))
+             for name in ("accuracy", "gates") if (results_dir / f"{name}.png").exists()}
+    run.log({"summary": _table(report.summary), "runs": _table(report.runs[RUN_COLUMNS]),
+             "gates_mean": _table(report.gates_mean), **media})
+    run.summary["caveats"] = " ".join(report.caveats)
+    directory = run.dir
+    run.finish()
+    wandb.teardown()  # waits for W&B's service to write the run out: a command may exit right after this
+    return directory
