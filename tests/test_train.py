@@ -253,3 +253,87 @@ def test_readme_quickstart_config_trains(tmp_path, monkeypatch, shared_cifar):
     (record_file,) = tmp_path.glob("quickstart/runs/*/record.json")
     record = json.loads(record_file.read_text())
     assert record["status"] == "completed" and record["metrics"]["test_acc"] > 0.3
+
+
+def test_gpu_preset_resolves_auto_settings_per_device():
+    auto = load_config(None, []).trainer
+    assert (auto.precision, auto.channels_last, auto.compile) == ("auto", None, None)
+    cpu, gpu = auto.resolved("cpu"), auto.resolved("cuda")
+    assert (cpu.precision, cpu.channels_last, cpu.compile) == ("32-true", False, False)  # as before the preset
+    assert (gpu.precision, gpu.channels_last, gpu.compile) == ("bf16-mixed", True, True)
+    explicit = load_config(None, ["trainer.precision=32-true", "trainer.compile=false"]).trainer.resolved("cuda")
+    assert (explicit.precision, explicit.channels_last, explicit.compile) == ("32-true", True, False)
+    assert load_config(None, ["trainer.accelerator=cpu"]).trainer.device() == "cpu"
+    if not torch.cuda.is_available():
+        assert auto.device() == "cpu" and auto.resolved() == cpu
+        module = PlacementModule(load_config(None, []).to_dict(), 10, 3)
+        assert module.forward_fn is module.model and not module.channels_last  # eager, default layout
+
+
+SYNCS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")
+
+
+def test_training_steps_make_no_host_sync(tmp_path, monkeypatch):
+    """Between NaN checks and log steps, a training step reads nothing back from the device: no .item(),
+    bool(), float(), ... on a tensor (each is a host-device sync on a GPU). Counted over whole steps
+    1-7 of 12, Lightning's loop included; a NaN check every 2 steps adds exactly one bool() each."""
+    import lightning as L
+
+    from attnplace.train.fit import make_datamodule, make_trainer
+    from attnplace.train.record import RunRecorder
+
+    calls = []
+
+    class Window(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            counting[0] = 1 <= batch_idx < 8
+
+    counting = [False]
+    for name in SYNCS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            if counting[0]:
+                calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def count(every: int) -> list[str]:
+        calls.clear()
+        config = load_config(None, [*TINY, "model.pattern=p4", "trainer.max_epochs=1", "data.batch_size=40",
+                                    f"trainer.nan_check_every_n_steps={every}", "trainer.gate_log_every_n_steps=1000",
+                                    "data.val_size=0", f"run_dir={tmp_path / str(every)}"])
+        data = make_datamodule(config)
+        data.setup("fit")
+        module = PlacementModule(config.to_dict(), data.num_classes, data.in_channels)
+        trainer = make_trainer(config, config.resolved_run_dir(), RunRecorder(tmp_path / f"{every}.json", {}))
+        trainer.callbacks.append(Window())
+        trainer.fit(module, datamodule=data)
+        counting[0] = False
+        return list(calls)
+
+    assert count(every=1000) == []
+    assert count(every=2) == ["__bool__"] * 4  # after steps 2, 4, 6 and 8 (global_step + 1)
+
+
+def test_diverged_run_stops_at_the_epoch_end_check_before_any_checkpoint(tmp_path):
+    """With no check inside the epoch, the NaN is caught at its last step: the epoch never ends, so neither
+    the history nor last.ckpt ever holds the NaN weights."""
+    config = load_config(None, [*TINY, "model.pattern=p1", "optim.lr=1e30", "trainer.max_epochs=2",
+                                "trainer.nan_check_every_n_steps=1000", f"run_dir={tmp_path}"])
+    record = fit(config)
+    assert record["status"] == "failed" and record["failed_epoch"] == 0 and record["history"] == []
+    assert record["error"].startswith(("loss became nan at epoch 0", "loss became inf at epoch 0"))
+    assert record["error"].endswith("(seen at step 9)")  # 500 training images / 50: steps 0..9
+    assert not (tmp_path / "last.ckpt").exists()
+
+
+def test_package_imports_and_fits_without_wandb_and_ray(tmp_path):
+    """A bare GPU machine may lack the optional loggers and launchers: a CSV-logged fit must not need them."""
+    script = ("import sys; sys.modules['wandb'] = None; sys.modules['ray'] = None\n"
+              "import attnplace.cli, attnplace.grid.runner, attnplace.grid.worker, attnplace.grid.report\n"
+              "from attnplace.cli import main\n"
+              f"sys.exit(main(['fit', *{TINY!r}, 'trainer.max_epochs=1', 'run_dir={tmp_path}']))\n")
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+    assert json.loads((tmp_path / "record.json").read_text())["status"] == "completed"

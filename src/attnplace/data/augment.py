@@ -28,9 +28,17 @@ def none(images: Tensor, generator: torch.Generator) -> Tensor:
 def crop_flip(images: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:
     """Random crop of the image zero-padded by `pad` px, then a horizontal flip with probability 1/2."""
     n = len(images)
-    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).to(images.device)
-    flip = (torch.rand(n, generator=generator) < 0.5).to(images.device)
+    offsets = to_device(torch.randint(0, 2 * pad + 1, (n, 2), generator=generator), images.device)
+    flip = to_device(torch.rand(n, generator=generator) < 0.5, images.device)
     return crop_and_flip(images, offsets[:, 0], offsets[:, 1], flip, pad)
+
+
+def to_device(t: Tensor, device: torch.device) -> Tensor:
+    """`t`, fresh on the CPU, on `device`. To a GPU through pinned memory and asynchronously: a plain copy
+    from pageable memory waits for the GPU to finish all its queued work, a host sync every batch."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def crop_and_flip(images: Tensor, top: Tensor, left: Tensor, flip: Tensor, pad: int) -> Tensor:

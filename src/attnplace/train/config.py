@@ -99,7 +99,7 @@ class OptimConfig:
                  "in (0, 1) with nesterov=true (Nesterov needs momentum), or set optim.nesterov=false")
 
 
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "auto")
 TEST_ON = ("final", "best_val")  # which weights the test split sees: the last epoch's, or the best validation's
 
 
@@ -107,11 +107,13 @@ TEST_ON = ("final", "best_val")  # which weights the test split sees: the last e
 class TrainerConfig:
     max_epochs: int = 30
     accelerator: str = "auto"  # auto | cpu | gpu
-    precision: str = "32-true"
-    channels_last: bool = False
-    compile: bool = False
+    # auto / null: the GPU preset on a CUDA GPU (bf16-mixed, channels_last, torch.compile), plain fp32 on a CPU
+    precision: str = "auto"
+    channels_last: bool | None = None
+    compile: bool | None = None
     deterministic: bool = False
-    gate_log_every_n_steps: int = 50
+    gate_log_every_n_steps: int = 50  # also the interval of every per-step log (train_loss_step)
+    nan_check_every_n_steps: int = 50  # a NaN/inf loss is looked for on the host this often, and at epoch end
     progress_bar: bool = True
     threads: int | None = None  # torch CPU threads; grids set it so parallel runs don't oversubscribe
     test_on: str = "final"  # final | best_val
@@ -119,10 +121,30 @@ class TrainerConfig:
     def __post_init__(self):
         _require(self.max_epochs >= 1, "max_epochs", self.max_epochs, ">= 1")
         _require(self.gate_log_every_n_steps >= 1, "gate_log_every_n_steps", self.gate_log_every_n_steps, ">= 1")
+        _require(self.nan_check_every_n_steps >= 1, "nan_check_every_n_steps", self.nan_check_every_n_steps, ">= 1")
         _require(self.threads is None or self.threads >= 1, "threads", self.threads, ">= 1 or null")
         _choose("precision", self.precision, PRECISIONS)
         _choose("accelerator", self.accelerator, ["auto", "cpu", "gpu", "cuda"])
         _choose("test_on", self.test_on, TEST_ON)
+
+    def device(self) -> str:
+        """Where a run of this config trains here: `cuda` when a CUDA GPU is visible and allowed, else `cpu`."""
+        import torch
+
+        return "cuda" if self.accelerator != "cpu" and torch.cuda.is_available() else "cpu"
+
+    def resolved(self, device: str | None = None) -> "TrainerConfig":
+        """These settings with `auto`/null made concrete for `device` (default: `self.device()`).
+
+        On CUDA the GPU preset: bf16 autocast, channels_last and torch.compile, the fast path for these
+        small convolutional nets. On a CPU: fp32, the default memory format and eager mode, which is what
+        every run computed before the preset existed. Values set explicitly are kept.
+        """
+        gpu = (device or self.device()) == "cuda"
+        return dataclasses.replace(
+            self, precision=("bf16-mixed" if gpu else "32-true") if self.precision == "auto" else self.precision,
+            channels_last=gpu if self.channels_last is None else self.channels_last,
+            compile=gpu if self.compile is None else self.compile)
 
 
 @dataclass(frozen=True)
@@ -167,8 +189,10 @@ class Config:
         return Path(self.run_dir) if self.run_dir else Path(self.output_dir) / self.name / "runs" / self.run_id
 
 
-# Keys that change where or how a run is shown, not what it computes: left out of the run id.
-PRESENTATION_KEYS = ("name", "logger", "wandb", "output_dir", "run_dir", "trainer.progress_bar", "trainer.threads")
+# Keys that change where or how a run is shown, not what it computes: left out of the run id. (How often a
+# NaN is looked for changes only how soon a diverging run stops; it fails either way.)
+PRESENTATION_KEYS = ("name", "logger", "wandb", "output_dir", "run_dir", "trainer.progress_bar", "trainer.threads",
+                     "trainer.nan_check_every_n_steps")
 # `model` keys that say where and how attention sits (what a placement comparison varies); norm is not one.
 PLACEMENT_KEYS = tuple(sorted({f.name for f in dataclasses.fields(BlockOptions)} - {"norm"} | {"stages"}))
 

@@ -9,12 +9,13 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
+from ..atomic import write_json
 from ..data import AttnDataModule
 from ..errors import UserError
 from ..models import count_flops, count_params, gate_values
 from .config import Config
 from .module import DivergedError, PlacementModule
-from .record import RunRecorder, environment, read_record
+from .record import RunRecorder, environment, error_line, read_record
 
 
 def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) -> dict:
@@ -33,20 +34,23 @@ def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) ->
         torch.set_num_threads(config.trainer.threads)
     L.seed_everything(config.seed, verbose=False)
 
-    data = make_datamodule(config)
-    data.prepare_data()
-    data.setup("fit")
-    module = PlacementModule(config.to_dict(), data.num_classes, data.in_channels)
-    record = {
-        "id": config.run_id, "grid": grid, "status": "running", "error": None, "failed_epoch": None,
-        "axes": axes or {}, "config": config.to_dict(), "run_dir": str(run_dir),
-        "initial_gates": gate_values(module.model),  # what each trajectory starts from (history is per epoch end)
-        "metrics": {"params": count_params(module.model),
-                    "flops": count_flops(module.model, data.in_channels, data.image_size)},
-    }
+    record = {"id": config.run_id, "grid": grid, "status": "running", "error": None, "failed_epoch": None,
+              "axes": axes or {}, "config": config.to_dict(), "run_dir": str(run_dir)}
+    try:
+        data = make_datamodule(config)
+        data.prepare_data()
+        data.setup("fit")
+        module = PlacementModule(config.to_dict(), data.num_classes, data.in_channels)
+    except Exception as err:  # e.g. data that cannot be read: recorded too, so that a grid can say why
+        write_json(record_path, {**record, "status": "failed", "error": error_line(err), "metrics": {},
+                                 "history": []})
+        raise
+    record["initial_gates"] = gate_values(module.model)  # what each trajectory starts from (history is per epoch end)
+    record["metrics"] = {"params": count_params(module.model),
+                         "flops": count_flops(module.model, data.in_channels, data.image_size)}
     recorder = RunRecorder(record_path, record)
     trainer = make_trainer(config, run_dir, recorder)
-    record["environment"] = environment(trainer)
+    record["environment"] = environment(trainer, config.trainer.resolved())
     checkpoint = run_dir / "last.ckpt"
     try:
         trainer.fit(module, datamodule=data, ckpt_path=checkpoint if checkpoint.exists() else None)
@@ -57,8 +61,7 @@ def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) ->
     except DivergedError as err:
         return recorder.write("failed", error=str(err), failed_epoch=trainer.current_epoch)
     except Exception as err:
-        recorder.write("failed", error=f"{type(err).__name__}: {err}".splitlines()[0],
-                       failed_epoch=trainer.current_epoch)
+        recorder.write("failed", error=error_line(err), failed_epoch=trainer.current_epoch)
         raise
     finally:
         finish_wandb(trainer)
@@ -98,7 +101,7 @@ def make_trainer(config: Config, run_dir: Path, recorder: RunRecorder) -> L.Trai
         callbacks.append(ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val_acc", mode="max",
                                          save_top_k=1, enable_version_counter=False))
     return L.Trainer(
-        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=1, precision=t.precision,
+        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=1, precision=t.resolved().precision,
         deterministic=t.deterministic, logger=make_loggers(config, run_dir), callbacks=callbacks,
         log_every_n_steps=t.gate_log_every_n_steps, enable_progress_bar=t.progress_bar,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=run_dir,

@@ -11,45 +11,69 @@ from ..models import build_model, gate_parameters, gate_values
 from .config import Config, from_dict
 
 
+def accuracy(num_classes: int, top_k: int = 1) -> MulticlassAccuracy:
+    """Micro accuracy without input validation, whose checks (`torch.unique`, ...) sync with the GPU."""
+    return MulticlassAccuracy(num_classes, top_k=top_k, average="micro", validate_args=False)
+
+
 class DivergedError(RuntimeError):
-    """The training loss became NaN or inf; the run stops at once and is recorded as failed."""
+    """The training loss became NaN or inf; the run stops at the next check and is recorded as failed."""
 
 
 class PlacementModule(L.LightningModule):
+    """Trains without a host-device sync per step: the loss is checked for NaN/inf on the device and looked
+    at on the host only every `nan_check_every_n_steps` steps, and per-step values are logged only at the
+    steps Lightning writes them out (every `gate_log_every_n_steps`)."""
+
     def __init__(self, config: dict, num_classes: int, in_channels: int):
         super().__init__()
         self.save_hyperparameters()
         self.config: Config = from_dict(Config, config)
-        m = self.config.model
+        m, t = self.config.model, self.config.trainer.resolved()
         self.model = build_model(num_classes=num_classes, in_channels=in_channels, seed=self.config.seed,
                                  **m.build_kwargs())
-        if self.config.trainer.channels_last:
+        self.channels_last = t.channels_last
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.config.optim.label_smoothing)
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.train_acc, self.val_acc, self.test_acc = (accuracy(num_classes) for _ in range(3))
         # Top-5 only means something with many classes (cifar100); with 10 it would be almost always 1.
-        self.test_acc5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if num_classes >= 100 else None
-        self.forward_fn = torch.compile(self.model) if self.config.trainer.compile else self.model
+        self.test_acc5 = accuracy(num_classes, top_k=5) if num_classes >= 100 else None
+        self.forward_fn = torch.compile(self.model) if t.compile else self.model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.config.trainer.channels_last:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.forward_fn(x)
+
+    def on_train_epoch_start(self):
+        self._diverged = torch.zeros((), dtype=torch.bool, device=self.device)
+        self._first_bad_loss = torch.zeros((), device=self.device)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
         loss = self.criterion(logits, y)
-        if not torch.isfinite(loss):
-            raise DivergedError(f"loss became {loss.item()} at epoch {self.current_epoch} (step {self.global_step})")
-        self.train_acc(logits, y)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.check_finite(loss.detach(), last_step=batch_idx + 1 == self.trainer.num_training_batches)
+        self.train_acc.update(logits, y)
+        # The progress bar shows the epoch mean: a per-step value there would cost a sync every step.
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
-        if self.global_step % self.config.trainer.gate_log_every_n_steps == 0:
+        if (self.global_step + 1) % self.config.trainer.gate_log_every_n_steps == 0:  # Lightning writes logs now
+            self.log("train_loss_step", loss, on_step=True, on_epoch=False, batch_size=len(y))
             self.log_gates(on_step=True)
         return loss
+
+    def check_finite(self, loss: torch.Tensor, last_step: bool) -> None:
+        """Remember on the device whether (and as what) the loss became NaN/inf; raise `DivergedError` at the
+        next check. Checking at the epoch's last step, before this step's update, means that no epoch
+        ends, and no checkpoint is saved, with weights that a NaN has reached."""
+        self._first_bad_loss = torch.where(self._diverged, self._first_bad_loss, loss)
+        self._diverged |= ~torch.isfinite(loss)
+        due = last_step or (self.global_step + 1) % self.config.trainer.nan_check_every_n_steps == 0
+        if due and self._diverged:  # bool(): the one host sync, every nan_check_every_n_steps steps
+            raise DivergedError(f"loss became {self._first_bad_loss.item()} at epoch {self.current_epoch} "
+                                f"(seen at step {self.global_step})")
 
     def on_train_epoch_end(self):
         self.log_gates(on_step=False)

@@ -14,7 +14,9 @@ from pathlib import Path
 import lightning as L
 
 from ..atomic import write_json
+from ..errors import UserError
 from ..models import gate_values
+from .config import TrainerConfig
 
 
 def read_record(path: str | Path) -> dict | None:
@@ -26,7 +28,15 @@ def read_record(path: str | Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def environment(trainer: L.Trainer) -> dict:
+def error_line(err: BaseException) -> str:
+    """How a record (and a grid's progress line) states a failure: a `UserError` is already the one line to
+    show; anything else is named by its type, first line only."""
+    text = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def environment(trainer: L.Trainer, settings: TrainerConfig) -> dict:
+    """Versions, device and host, and the trainer settings as resolved there (`settings.resolved()`)."""
     import timm
     import torch
     import torchvision
@@ -36,7 +46,8 @@ def environment(trainer: L.Trainer) -> dict:
     return {
         "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
         "lightning": L.__version__, "timm": timm.__version__, "device": f"{device.type}: {name}",
-        "precision": str(trainer.precision), "torch_threads": torch.get_num_threads(), "host": socket.gethostname(),
+        "precision": str(trainer.precision), "channels_last": settings.channels_last, "compile": settings.compile,
+        "torch_threads": torch.get_num_threads(), "host": socket.gethostname(),
     }
 
 
@@ -77,7 +88,7 @@ class RunRecorder(L.Callback):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         self.history.append({
             "epoch": trainer.current_epoch,
-            "train_loss": metrics.get("train_loss_epoch"),
+            "train_loss": metrics.get("train_loss"),
             "train_acc": metrics.get("train_acc"),
             "val_loss": metrics.get("val_loss"),
             "val_acc": metrics.get("val_acc"),
