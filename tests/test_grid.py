@@ -1,4 +1,5 @@
-"""Grids: expansion and ids, dry run, failures, kill-and-rerun, and Ray giving the same records as local."""
+"""Grids: expansion and ids, dry run, failures, a grid stopped by a setup error, workers that train many
+runs, kill-and-rerun, and Ray giving the same records as local."""
 
 import json
 import signal
@@ -13,7 +14,8 @@ import yaml
 
 from attnplace.cli import main
 from attnplace.errors import UserError
-from attnplace.grid.runner import dry_run_table
+from attnplace.grid import runner
+from attnplace.grid.runner import auto_workers, dry_run_table, plan
 from attnplace.grid.spec import load_grid
 from conftest import comparable
 
@@ -84,14 +86,32 @@ def test_bad_grid_files_give_one_line_errors(tmp_path, spec, message):
         load_grid(path)
 
 
-def test_failing_run_is_recorded_and_the_grid_goes_on(tmp_path, capsys):
-    path = write_grid(tmp_path, {"model.pattern": ["p1"], "optim.lr": [0.05, 1.0e30]}, name="fail")
+@pytest.fixture
+def workers_started(monkeypatch) -> list:
+    """The worker processes that grids start in this test (one entry each: its GPU, None on a CPU)."""
+    started, start = [], runner.Worker.__init__
+
+    def counted(self, gpu):
+        started.append(gpu)
+        start(self, gpu)
+
+    monkeypatch.setattr(runner.Worker, "__init__", counted)
+    return started
+
+
+def test_failing_run_is_recorded_and_the_grid_goes_on(tmp_path, capsys, workers_started):
+    path = write_grid(tmp_path, {"model.pattern": ["p1"], "optim.lr": [1.0e30, 0.05]}, name="fail")
     assert main(["grid", str(path)]) == 1
     out = capsys.readouterr().out
     assert "1/2 runs completed, 1 failed (rerun with --retry-failed)" in out
+    assert workers_started == [None]  # the NaN run first, then the good one, in the same worker process
     by_lr = {r["config"]["optim"]["lr"]: r for r in records(tmp_path / "out" / "fail").values()}
     assert by_lr[0.05]["status"] == "completed"
     assert by_lr[1e30]["status"] == "failed" and "loss became" in by_lr[1e30]["error"]
+    assert f"{by_lr[1e30]['id']}: failed: loss became" in out  # the progress line says why
+    status = json.loads((tmp_path / "out" / "fail" / "status.json").read_text())
+    assert status == {by_lr[1e30]["id"]: {"status": "failed", "error": by_lr[1e30]["error"]},
+                      by_lr[0.05]["id"]: {"status": "completed", "error": None}}
     summary = pd.read_csv(tmp_path / "out" / "fail" / "summary.csv")
     assert sorted(summary["failures"]) == [0, 1]
     # Failed runs stay failed unless asked: a rerun has nothing to do, --retry-failed runs it again.
@@ -101,12 +121,35 @@ def test_failing_run_is_recorded_and_the_grid_goes_on(tmp_path, capsys):
     assert "1 to run" in capsys.readouterr().out
 
 
+def test_setup_error_stops_the_grid_with_one_line(tmp_path, capsys, workers_started):
+    """Data that cannot be read fails every run before training: the grid stops after its first 2 runs
+    and says why once; the progress lines and status.json carry the error, and a rerun retries them."""
+    (tmp_path / "data" / "cifar-10-batches-py").mkdir(parents=True)  # present but empty: no download tried
+    base = {**TINY_BASE, "data": {"name": "cifar10", "path": str(tmp_path / "data")}}
+    path = write_grid(tmp_path, {"model.pattern": ["none", "p1", "p4"]}, name="nodata", base=base)
+    assert main(["grid", str(path)]) == 2
+    out, err = capsys.readouterr()
+    message = f"dataset 'cifar10': {tmp_path / 'data' / 'cifar-10-batches-py' / 'data_batch_1'} is missing"
+    assert err.startswith(f"attnplace: error: {message}") and err.count("\n") == 1
+    assert err.rstrip().endswith("(the first 2 runs failed on it; grid stopped)")
+    assert out.count(f": failed: {message}") == 2
+    assert workers_started == [None]  # the worker survived the first run's exception and took the second
+    grid = load_grid(path)
+    status = json.loads((tmp_path / "out" / "nodata" / "status.json").read_text())
+    assert [s["status"] for s in status.values()] == ["failed", "failed", "new"]  # the third never started
+    assert all(s["error"].startswith(message) for s in list(status.values())[:2])
+    failed = records(tmp_path / "out" / "nodata")
+    assert [(r["status"], r["failed_epoch"]) for r in failed.values()] == [("failed", None)] * 2
+    assert len(plan(grid)) == 3  # failed before training: the next run of the grid tries them again
+
+
 AXES = {"model.pattern": ["none", "p1", "p4"], "seed": [0]}
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    """A tiny grid run straight through, locally: the reference for kill-and-rerun and for Ray."""
+    """A tiny grid run straight through, locally, its 3 runs one after another in one worker process: the
+    reference for one run per process, kill-and-rerun and Ray."""
     tmp = tmp_path_factory.mktemp("reference")
     path = write_grid(tmp, AXES, name="tiny")
     assert main(["grid", str(path)]) == 0
@@ -119,6 +162,27 @@ def _same_runs(a: dict, b: dict) -> None:
         assert b[run_id]["status"] == "completed"
         assert comparable(b[run_id]["history"]) == comparable(a[run_id]["history"])
         assert b[run_id]["metrics"]["test_acc"] == a[run_id]["metrics"]["test_acc"]
+
+
+def test_a_worker_per_run_gives_the_same_records_as_one_worker_for_all(tmp_path, uninterrupted, workers_started):
+    path = write_grid(tmp_path, AXES, name="tiny")
+    assert main(["grid", str(path), "--workers", "3"]) == 0
+    assert workers_started == [None] * 3  # 3 runs, 3 processes: each trained one run
+    result = records(tmp_path / "out" / "tiny")
+    _same_runs(uninterrupted[0], result)
+    environment = next(iter(result.values()))["environment"]
+    assert (environment["precision"], environment["channels_last"], environment["compile"]) == ("32-true", False, False)
+
+
+def test_workers_auto(monkeypatch):
+    monkeypatch.setattr(runner, "_visible_gpus", list)
+    for cores, workers in ((1, 1), (2, 2), (64, runner.MAX_CPU_WORKERS)):
+        monkeypatch.setattr(runner.os, "cpu_count", lambda cores=cores: cores)
+        assert auto_workers() == workers
+    monkeypatch.setattr(runner, "_visible_gpus", lambda: ["0", "1"])
+    assert auto_workers() == 2 * runner.RUNS_PER_GPU
+    with pytest.raises(SystemExit):
+        main(["grid", "g.yaml", "--workers", "0"])
 
 
 def test_grid_killed_mid_run_and_rerun_finishes_the_same(tmp_path, uninterrupted):

@@ -46,14 +46,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from .grid.runner import dry_run_table, run_grid
+    from .grid.runner import auto_workers, dry_run_table, run_grid
     from .grid.spec import load_grid
 
     grid = load_grid(args.grid, args.overrides)
     if args.dry_run:
         print(dry_run_table(grid))
         return 0
-    counts = run_grid(grid, launcher=args.launcher, workers=args.workers, retry_failed=args.retry_failed,
+    workers = auto_workers() if args.workers == "auto" else args.workers
+    counts = run_grid(grid, launcher=args.launcher, workers=workers, retry_failed=args.retry_failed,
                       address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
     report(grid.results_dir)
     print(f"grid {grid.name}: {counts['completed']}/{counts['runs']} runs completed, {counts['failed']} failed"
@@ -85,6 +86,15 @@ def report(results_dir, wandb: bool = False) -> None:
         print(f"W&B summary run: {log_summary_run(result, results_dir)}")
 
 
+def workers_arg(text: str) -> int | str:
+    """`--workers`: a positive integer, or `auto` (`grid.runner.auto_workers`)."""
+    if text == "auto":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer or auto")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnplace", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("grid", help="grid YAML: name, base, axes, exclude")
     p.add_argument("overrides", nargs="*", help="dotted overrides applied to the base config of every run")
     p.add_argument("--launcher", choices=["local", "ray"], default="local")
-    p.add_argument("--workers", type=int, default=1, help="runs at once (local processes or local Ray CPUs)")
+    p.add_argument("--workers", type=workers_arg, default=1,
+                   help="runs at once (local worker processes or local Ray CPUs); auto: 4 per GPU (benchmarks/gpu.sh "
+                        "measures which count is best there), else one per CPU core, at most 8")
     p.add_argument("--dry-run", action="store_true", help="print the run table (ids, status, axes) and stop")
     p.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
     p.add_argument("--address", help="ray: address of an existing cluster (default: start a local Ray)")

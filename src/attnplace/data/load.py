@@ -8,16 +8,31 @@ from .sources import DATASETS, Source
 from .splits import Splits
 
 
+_kept: dict[tuple[str, str], Splits] = {}  # (name, fingerprint) -> splits, at most one, once `keep_last_dataset()`
+_keeping = False
+
+
+def keep_last_dataset() -> None:
+    """From now on hold the last dataset loaded in memory: a grid worker's later runs of the same data skip
+    even the cache file. One dataset at most; runs may share it, since nothing writes into its tensors."""
+    global _keeping
+    _keeping = True
+
+
 def load_dataset(name: str, path: str | Path | None = None, **options) -> Splits:
     """Dataset `name` at `path`, decoded into memory; the first load writes the cache, later ones read it."""
     source = _locate(name, path, options)
     if source.fingerprint is None:
         return source.read()
-    fingerprint = source.fingerprint()
-    if (file := cache.find(name, fingerprint, source.location)) and (splits := cache.load(file)):
-        return splits
-    splits = source.read()
-    cache.store(splits, name, fingerprint, source.location)
+    key = (name, source.fingerprint())
+    if key in _kept:
+        return _kept[key]
+    if not ((file := cache.find(*key, source.location)) and (splits := cache.load(file))):
+        splits = source.read()
+        cache.store(splits, *key, source.location)
+    if _keeping:
+        _kept.clear()
+        _kept[key] = splits
     return splits
 
 

@@ -1,13 +1,17 @@
 """Execute a grid's runs, locally in worker processes or as Ray tasks, and keep the user informed.
 
-Resumable by construction: a run whose `record.json` says `completed` is skipped, one that says
-`failed` is skipped unless `retry_failed`, and anything else (never started, killed mid-run) is run,
-resuming from its `last.ckpt`. Records and checkpoints are written atomically, so killing the grid at
-any moment and running the same command again finishes it with every run recorded once.
+Resumable by construction: a run whose `record.json` says `completed` is skipped, one that failed in
+training is skipped unless `retry_failed`, and anything else (never started, killed mid-run, failed before
+training began, e.g. on missing data) is run, resuming from its `last.ckpt`. Records and checkpoints are
+written atomically, so killing the grid at any moment and running the same command again finishes it with
+every run recorded once.
 """
 
+import contextlib
 import ctypes
+import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -16,19 +20,29 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..atomic import write_json
+from ..errors import UserError
 from ..train.record import read_record
 from .spec import Grid, GridRun
 
+STOP_AFTER = 2  # when a grid's first this-many finished runs all fail on one UserError, the grid stops
+
+
+def run_record(run: GridRun) -> dict:
+    return read_record(run.config.resolved_run_dir() / "record.json") or {}
+
 
 def run_status(run: GridRun) -> str:
-    record = read_record(run.config.resolved_run_dir() / "record.json")
-    return record.get("status", "new") if record else "new"
+    return run_record(run).get("status", "new")
 
 
 def plan(grid: Grid, retry_failed: bool = False) -> list[GridRun]:
-    """The runs still to do."""
-    skip = {"completed"} if retry_failed else {"completed", "failed"}
-    return [r for r in grid.runs if run_status(r) not in skip]
+    """The runs still to do: all but the completed ones and, unless `retry_failed`, those that failed in
+    training (a failure before training, `failed_epoch` null, was a missing dataset or the like)."""
+    def todo(record: dict) -> bool:
+        failed_in_training = record.get("status") == "failed" and record.get("failed_epoch") is not None
+        return record.get("status") != "completed" and (retry_failed or not failed_in_training)
+
+    return [r for r in grid.runs if todo(run_record(r))]
 
 
 def dry_run_table(grid: Grid) -> str:
@@ -73,33 +87,81 @@ class Progress:
 
 
 def launch_local(runs: list[GridRun], grid: Grid, workers: int) -> Iterator[dict]:
-    """Each run in a fresh Python process, `workers` at once; on a multi-GPU machine one GPU per slot."""
+    """The runs in `workers` long-lived worker processes, each handed its next run as soon as it reports
+    one: imports, CUDA start-up and the dataset load are paid once per process, not once per run. With
+    several GPUs, worker i trains on GPU i mod count. A worker that dies (killed, out of memory) fails its
+    run and is replaced. Closing this iterator early kills the workers still training; their runs resume
+    from `last.ckpt` next time."""
     gpus = _visible_gpus()
-    pending, active = list(runs), {}
-    while pending or active:
-        while pending and len(active) < workers:
-            run = pending.pop(0)
-            slot = next(i for i in range(workers) if i not in {s for s, _ in active.values()})
-            active[_spawn(run, grid, workers, gpus[slot % len(gpus)] if gpus else None)] = (slot, run)
-        time.sleep(0.2)
-        for proc in [p for p in active if p.poll() is not None]:
-            _, run = active.pop(proc)
-            record = read_record(run.config.resolved_run_dir() / "record.json") or {}
-            yield {"id": run.id, "status": record.get("status", "failed"),
-                   "error": record.get("error") or f"worker exited with {proc.returncode}",
-                   "metrics": record.get("metrics", {})}
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pending = list(runs)
+    pool: list[Worker | None] = [None] * min(workers, len(runs))
+    try:
+        while True:
+            for slot, worker in enumerate(pool):
+                if pending and (worker is None or worker.idle):
+                    if worker is None or not worker.alive:
+                        pool[slot] = worker = Worker(gpus[slot % len(gpus)] if gpus else None)
+                    worker.train(pending.pop(0), grid, threads)
+            busy = [w for w in pool if w is not None and not w.idle]
+            if not busy:
+                return
+            ready, _, _ = select.select([w.replies for w in busy], [], [])
+            for worker in busy:
+                if worker.replies in ready:
+                    yield worker.result()
+    finally:
+        for worker in pool:
+            if worker is not None:
+                worker.stop()
 
 
-def _spawn(run: GridRun, grid: Grid, workers: int, gpu: str | None) -> subprocess.Popen:
-    run_dir = run.config.resolved_run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    spec = write_json(run_dir / "payload.json", payload(run, grid, max(1, (os.cpu_count() or 1) // workers)))
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
-    with open(run_dir / "log.txt", "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "attnplace.grid.worker", str(spec)], stdout=log,
-                                stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+class Worker:
+    """A `python -m attnplace.grid.worker` process (see worker.py). Its own output outside runs, such as an
+    import error, goes to the grid's stderr."""
+
+    def __init__(self, gpu: str | None):
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        self.proc = subprocess.Popen([sys.executable, "-m", "attnplace.grid.worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env, preexec_fn=_die_with_parent)
+        self.replies = self.proc.stdout
+        self.run: GridRun | None = None  # the run it is training
+
+    @property
+    def idle(self) -> bool:
+        return self.run is None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def train(self, run: GridRun, grid: Grid, threads: int) -> None:
+        run_dir = run.config.resolved_run_dir()
+        spec = write_json(run_dir / "payload.json", payload(run, grid, threads))
+        self.run = run
+        self.proc.stdin.write(f"{spec}\n")
+        self.proc.stdin.flush()
+
+    def result(self) -> dict:
+        """The result of its run: its reply, or a failure naming the log when the process died."""
+        reply, run, self.run = self.replies.readline(), self.run, None
+        if reply:
+            return json.loads(reply)
+        self.stop()
+        log = run.config.resolved_run_dir() / "log.txt"
+        return {"id": run.id, "status": "failed", "error": f"worker exited with {self.proc.returncode}; see {log}",
+                "metrics": {}, "user_error": False}
+
+    def stop(self) -> None:
+        """Let it exit when idle (end of input); kill it in mid-run."""
+        if not self.idle:
+            self.proc.kill()
+        with contextlib.suppress(BrokenPipeError):
+            self.proc.stdin.close()
+        self.proc.wait()
+        self.replies.close()
 
 
 def _die_with_parent() -> None:
@@ -108,6 +170,18 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass  # not Linux: the per-run lock in worker.py still prevents double training
+
+
+RUNS_PER_GPU = 4  # `--workers auto` on a GPU; benchmarks/gpu.sh measures 1, 2, 4 and 8 at once
+MAX_CPU_WORKERS = 8  # each worker holds its own copy of the dataset in memory
+
+
+def auto_workers() -> int:
+    """`--workers auto`: `RUNS_PER_GPU` runs per visible GPU, since one small CIFAR net leaves a GPU mostly
+    idle; without a GPU one single-threaded run per CPU core (small convolutions gain more from parallel
+    runs than from intra-op threads), at most `MAX_CPU_WORKERS`."""
+    gpus = len(_visible_gpus())
+    return RUNS_PER_GPU * gpus if gpus else max(1, min(os.cpu_count() or 1, MAX_CPU_WORKERS))
 
 
 def _visible_gpus() -> list[str]:
@@ -132,19 +206,28 @@ def launch_ray(runs: list[GridRun], grid: Grid, workers: int, address: str | Non
                  log_to_driver=False, configure_logging=False)
     task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=2)(run_payload)
     futures = {task.remote(payload(run, grid, max(1, int(cpus_per_run)))): run for run in runs}
-    while futures:
-        ready, _ = ray.wait(list(futures), num_returns=1)
-        run = futures.pop(ready[0])
-        try:
-            yield ray.get(ready[0])
-        except Exception as err:  # retries exhausted (worker lost): record what we know, go on
-            yield {"id": run.id, "status": "failed", "error": f"ray task failed: {type(err).__name__}"}
+    try:
+        while futures:
+            ready, _ = ray.wait(list(futures), num_returns=1)
+            run = futures.pop(ready[0])
+            try:
+                result = ray.get(ready[0])
+            except Exception as err:  # retries exhausted (worker lost): record what we know, go on
+                result = {"id": run.id, "status": "failed", "error": f"ray task failed: {type(err).__name__}"}
+            yield result
+    finally:  # closed early (the grid stopped): the tasks left would only repeat the failure
+        for future in futures:
+            ray.cancel(future, force=True)
 
 
 def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_failed: bool = False,
              address: str | None = None, gpus_per_run: float = 0.0, cpus_per_run: float = 1.0,
              echo=lambda line: print(line, flush=True)) -> dict:
-    """Run what is left of `grid`; return counts {"runs", "skipped", "completed", "failed"}."""
+    """Run what is left of `grid`; return counts {"runs", "completed", "failed", "ran"}.
+
+    When the first runs to finish all failed on the same `UserError` (missing data, say), every other run
+    would too: the grid stops its workers, starts no more runs and raises that error.
+    """
     grid.results_dir.mkdir(parents=True, exist_ok=True)
     write_json(grid.results_dir / "grid.json", grid.describe())
     todo = plan(grid, retry_failed)
@@ -155,9 +238,35 @@ def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_fai
     else:
         results = launch_local(todo, grid, workers)
     progress = Progress(len(todo), workers)
-    for result in results:
-        echo(progress.update(result))
-    statuses = [run_status(r) for r in grid.runs]
-    write_json(grid.results_dir / "status.json", dict(zip([r.id for r in grid.runs], statuses)))
+    first, errors = [], {}
+    try:
+        for result in results:
+            echo(progress.update(result))
+            if result["status"] != "completed":
+                errors[result["id"]] = result.get("error")
+            if len(first) < min(STOP_AFTER, len(todo)):
+                first.append(result)
+                if len(first) == min(STOP_AFTER, len(todo)) and (mistake := shared_user_error(first)):
+                    results.close()
+                    raise UserError(f"{mistake} (the first {len(first)} runs failed on it; grid stopped)")
+    finally:
+        statuses = write_status(grid, errors)
     return {"runs": len(grid.runs), "completed": statuses.count("completed"), "failed": statuses.count("failed"),
             "ran": len(todo)}
+
+
+def shared_user_error(results: list[dict]) -> str | None:
+    """The error, when every one of `results` failed on the same `UserError`."""
+    errors = {r.get("error") for r in results}
+    return errors.pop() if len(errors) == 1 and all(r.get("user_error") for r in results) else None
+
+
+def write_status(grid: Grid, errors: dict[str, str]) -> list[str]:
+    """`status.json`: each run's status and error, from its record or else from what this call saw (a worker
+    that died leaves its run's record `running`); returns the statuses."""
+    status = {}
+    for run in grid.runs:
+        record = run_record(run)
+        status[run.id] = {"status": record.get("status", "new"), "error": record.get("error") or errors.get(run.id)}
+    write_json(grid.results_dir / "status.json", status)
+    return [s["status"] for s in status.values()]

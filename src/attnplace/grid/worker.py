@@ -1,26 +1,42 @@
-"""Runs one grid run; the same function serves local worker processes and Ray tasks.
+"""Grid workers: a process that trains the runs it is handed, one after another, and `run_payload`, which
+trains one run and also serves as the Ray task.
+
+`python -m attnplace.grid.worker` reads payload file paths from stdin, one a line (a payload file sits in
+its run directory), trains each run with its output in that directory's `log.txt`, and reports each on
+stdout as one JSON line. Imports, CUDA start-up and the dataset load are thus paid once per worker, not
+once per run. A run that fails (NaN, an exception) is recorded as failed, and the worker goes on.
 
 A per-run lock file keeps two launchers (a rerun while an orphan still trains, two Ray retries) from
 ever training the same run directory at once.
 """
 
+import contextlib
 import fcntl
+import gc
 import json
+import os
 import sys
 import traceback
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TextIO
 
+from ..data.load import keep_last_dataset
+from ..errors import UserError
 from ..train.config import Config, from_dict
-from ..train.record import read_record
+from ..train.record import error_line, read_record
 
 
 def run_payload(payload: dict) -> dict:
-    """Train the run described by `payload` ({"config", "grid", "axes"}); return its status and id."""
+    """Train the run described by `payload` ({"config", "grid", "axes"}); return its id, status, error and
+    metrics, and `user_error`: whether it failed on a `UserError` (e.g. missing data), which the grid's
+    other runs are likely to repeat."""
     from ..train.fit import fit
 
     config = from_dict(Config, payload["config"])
     run_dir = config.resolved_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
+    user_error = False
     with open(run_dir / ".lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -28,18 +44,69 @@ def run_payload(payload: dict) -> dict:
             return {"id": config.run_id, "status": "busy", "error": "another process is training this run"}
         try:
             record = fit(config, grid=payload["grid"], axes=payload["axes"])
-        except Exception:  # fit has recorded it as failed; the traceback goes to this run's log
-            record = read_record(run_dir / "record.json") or {"status": "failed"}
+        except Exception as err:  # fit has recorded it as failed; the traceback goes to this run's log
+            record = read_record(run_dir / "record.json") or {"status": "failed", "error": error_line(err)}
+            user_error = isinstance(err, UserError)
             traceback.print_exc()
     return {"id": config.run_id, "status": record.get("status"), "error": record.get("error"),
-            "metrics": record.get("metrics", {})}
+            "metrics": record.get("metrics", {}), "user_error": user_error}
 
 
-def main() -> int:
-    payload = json.loads(Path(sys.argv[1]).read_text())
-    result = run_payload(payload)
-    return 0 if result["status"] == "completed" else 1
+def serve(requests: Iterable[str], replies: TextIO) -> None:
+    """Train the run of each payload path in `requests`; write each result to `replies` as a JSON line."""
+    for line in requests:
+        path = Path(line.strip())
+        with output_to(path.parent / "log.txt"):
+            result = run_payload(json.loads(path.read_text()))
+        replies.write(json.dumps(result) + "\n")
+        replies.flush()
+        forget_run()
+
+
+@contextlib.contextmanager
+def output_to(log: Path) -> Iterator[None]:
+    """Append this process's stdout and stderr to `log`, at the file-descriptor level, so that what
+    Lightning, torch and C libraries print lands there too."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log, "ab") as out:
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def forget_run() -> None:
+    """Release what the last run left in this process: its objects, its cached GPU memory (which other
+    workers on the GPU can then use) and torch.compile's graphs of its model. Seeds, threads and
+    determinism flags need no reset: `fit` and its Trainer set them for every run."""
+    import torch
+
+    gc.collect()
+    torch.compiler.reset()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def main(argv: list[str]) -> int:
+    """`worker`: serve the runner (above). `worker PAYLOAD.json ...`: train those runs here, in the foreground,
+    e.g. to watch one of a grid's runs again; the exit status is 0 when all completed."""
+    keep_last_dataset()
+    if argv:
+        results = [run_payload(json.loads(Path(path).read_text())) for path in argv]
+        return 0 if all(r["status"] == "completed" for r in results) else 1
+    replies = os.fdopen(os.dup(1), "w")  # the runner's pipe; fd 1 itself must not carry runs' output
+    os.dup2(2, 1)
+    serve(sys.stdin, replies)
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
