@@ -64,12 +64,13 @@ def plain_loop(config: Config, data: AttnDataModule, batches: Iterable, device: 
     of each epoch."""
     model = build_model(num_classes=data.num_classes, in_channels=data.in_channels, seed=config.seed,
                         **config.model.build_kwargs())
-    memory_format = torch.channels_last if config.trainer.channels_last else torch.contiguous_format
+    t = config.trainer.resolved()
+    memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
-    forward = torch.compile(model) if config.trainer.compile else model
+    forward = torch.compile(model) if t.compile else model
     criterion = nn.CrossEntropyLoss(label_smoothing=config.optim.label_smoothing)
     optimizer, scheduler = sgd_like_the_module(model, config, steps_per_epoch=len(batches))
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if config.trainer.precision == "bf16-mixed"
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if t.precision == "bf16-mixed"
                 else contextlib.nullcontext())
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
@@ -101,6 +102,78 @@ def sgd_like_the_module(model: nn.Module, config: Config, steps_per_epoch: int):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(opt.schedule, warmup, total))
 
 
+WAYS = {
+    "a": "attnplace fit path (Lightning Trainer, PlacementModule, AttnDataModule)",
+    "b": "plain PyTorch loop over BatchLoader (batched crop_flip)",
+    "c": "plain loop over torchvision transforms + DataLoader",
+}
+
+
+def throughput_config(run_dir: str, *, path: str, images: int, backbone: str, pattern: str, attention: str,
+                      batch_size: int, epochs: int, device: str, precision: str, channels_last: bool,
+                      compile: bool) -> Config:
+    """A run of `WARMUP_EPOCHS + epochs` epochs on `images` training images, no validation, trainer settings
+    explicit (no `auto`), so that all three ways train alike."""
+    return load_config(None, [
+        f"model.backbone={backbone}", f"model.pattern={pattern}", f"model.attention={attention}",
+        "data.name=imagefolder", f"data.path={path}", f"data.train_subset={images}", "data.val_size=0",
+        f"data.batch_size={batch_size}", f"trainer.max_epochs={WARMUP_EPOCHS + epochs}",
+        f"trainer.accelerator={device}", f"trainer.precision={precision}", f"trainer.channels_last={channels_last}",
+        f"trainer.compile={compile}", "trainer.progress_bar=false", f"run_dir={run_dir}",
+    ])
+
+
+def prepared(config: Config) -> AttnDataModule:
+    data = make_datamodule(config)
+    data.prepare_data()
+    data.setup("fit")
+    return data
+
+
+def measure(config: Config, data: AttnDataModule, device: torch.device, workers: int,
+            ways: str = "abc") -> dict[str, dict]:
+    """For each of `ways`: images/s of every epoch (the first `WARMUP_EPOCHS` are warm-up) and peak GPU
+    memory in GB (None on a CPU). `workers`: DataLoader workers of the torchvision pipeline (c)."""
+    # The very tensors the fit path trains on, taken before its Trainer may move them to the GPU.
+    train = data.train_dataloader()
+    images, labels = train.images, train.labels
+    epochs = itertools.count()  # a new shuffle and augmentation draw each pass, as under the Trainer
+    batch_size = config.data.batch_size
+    runs = {
+        "a": lambda: fit_path(config, data),
+        "b": lambda: plain_loop(config, data, BatchLoader(
+            images.to(device), labels.to(device), data.mean, data.std, batch_size, train=True,
+            augment=data.augment, seed=config.seed, epoch=lambda: next(epochs)), device),
+        "c": lambda: plain_loop(config, data, torchvision_loader(images, labels, data, batch_size, workers,
+                                                                 pin=device.type == "cuda"), device),
+    }
+    results = {}
+    for way in ways:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        rates = runs[way]()
+        peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+        results[way] = {"epoch_images_per_s": rates, "peak_gb": peak}
+    return results
+
+
+def torchvision_loader(images: torch.Tensor, labels: torch.Tensor, data: AttnDataModule, batch_size: int,
+                       workers: int, pin: bool) -> DataLoader:
+    transform = transforms.Compose([
+        transforms.RandomCrop(data.image_size, padding=4), transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(), transforms.Normalize(data.mean, data.std)])
+    return DataLoader(PILImages(images.cpu(), labels.cpu(), transform), batch_size=batch_size, shuffle=True,
+                      drop_last=True, num_workers=workers, persistent_workers=workers > 0, pin_memory=pin)
+
+
+def best_and_overall(epoch_rates: list[float]) -> tuple[float, float]:
+    """The best timed epoch, as timeit reports its best repeat (other load on the machine only ever slows an
+    epoch down), and all timed epochs together (equal-sized epochs: the harmonic mean of their rates)."""
+    timed = epoch_rates[WARMUP_EPOCHS:]
+    return max(timed), len(timed) / sum(1 / r for r in timed)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--path", default=str(SHARED), help="an image-folder dataset (folder or archive)")
@@ -121,58 +194,33 @@ def main():
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available: ..." banner
-    warnings.filterwarnings("ignore", module="lightning")  # advice for real runs (logging interval, no val set)
+    quiet_lightning()
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as run_dir:
-        config = load_config(None, [
-            f"model.backbone={args.backbone}", f"model.pattern={args.pattern}", f"model.attention={args.attention}",
-            "data.name=imagefolder", f"data.path={args.path}", f"data.train_subset={args.images}",
-            "data.val_size=0", f"data.batch_size={args.batch_size}",
-            f"trainer.max_epochs={WARMUP_EPOCHS + args.epochs}", f"trainer.accelerator={args.device}",
-            f"trainer.precision={args.precision}", f"trainer.channels_last={args.channels_last}",
-            f"trainer.compile={args.compile}", "trainer.progress_bar=false", f"run_dir={run_dir}",
-        ])
-        data = make_datamodule(config)
-        data.prepare_data()
-        data.setup("fit")
-        # The very tensors the fit path trains on, taken before its Trainer may move them to the GPU.
-        train = data.train_dataloader()
-        images, labels = train.images, train.labels
-        epochs = itertools.count()  # a new shuffle and augmentation draw each pass, as under the Trainer
-        ours = BatchLoader(images.to(device), labels.to(device), data.mean, data.std, args.batch_size, train=True,
-                           augment=data.augment, seed=config.seed, epoch=lambda: next(epochs))
-        transform = transforms.Compose([
-            transforms.RandomCrop(data.image_size, padding=4), transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(), transforms.Normalize(data.mean, data.std)])
-        torchvision_loader = DataLoader(
-            PILImages(images, labels, transform), batch_size=args.batch_size, shuffle=True, drop_last=True,
-            num_workers=args.workers, persistent_workers=args.workers > 0, pin_memory=device.type == "cuda")
-
+        config = throughput_config(
+            run_dir, path=args.path, images=args.images, backbone=args.backbone, pattern=args.pattern,
+            attention=args.attention, batch_size=args.batch_size, epochs=args.epochs, device=args.device,
+            precision=args.precision, channels_last=args.channels_last, compile=args.compile)
+        data = prepared(config)
         m, t = config.model, config.trainer
         print(f"{m.backbone} {m.pattern} {m.attention}: {data.num_train} CIFAR-10 (JPEG) training images in memory, "
-              f"batch {args.batch_size} ({len(ours)} steps/epoch), {WARMUP_EPOCHS} warm-up + {args.epochs} timed "
-              f"epochs; {args.device}, {t.precision}, channels_last={t.channels_last}, compile={t.compile}, "
-              f"torch threads {torch.get_num_threads()}")
-        epoch_rates = {
-            "a": fit_path(config, data),
-            "b": plain_loop(config, data, ours, device),
-            "c": plain_loop(config, data, torchvision_loader, device),
-        }
-    ways = {
-        "a": "attnplace fit path (Lightning Trainer, PlacementModule, AttnDataModule)",
-        "b": "plain PyTorch loop over BatchLoader (batched crop_flip)",
-        "c": f"plain loop over torchvision transforms + DataLoader(num_workers={args.workers})",
-    }
-    timed = {key: r[WARMUP_EPOCHS:] for key, r in epoch_rates.items()}
-    # The best timed epoch, as timeit reports its best repeat: other load on the machine only ever slows an
-    # epoch down. Beside it, all timed epochs together (equal-sized epochs: the harmonic mean of their rates).
-    rates = {key: max(r) for key, r in timed.items()}
+              f"batch {args.batch_size} ({data.num_train // args.batch_size} steps/epoch), {WARMUP_EPOCHS} warm-up + "
+              f"{args.epochs} timed epochs; {args.device}, {t.precision}, channels_last={t.channels_last}, "
+              f"compile={t.compile}, torch threads {torch.get_num_threads()}")
+        results = measure(config, data, device, args.workers)
+    rates = {}
     print(f"{'':<3}{'way':<80} {'best img/s':>11} {'all img/s':>10}")
-    for key, r in timed.items():
-        print(f"{key}. {ways[key]:<80} {rates[key]:>11,.0f} {len(r) / sum(1 / x for x in r):>10,.0f}")
+    for key, result in results.items():
+        rates[key], overall = best_and_overall(result["epoch_images_per_s"])
+        label = WAYS[key] + (f" (num_workers={args.workers})" if key == "c" else "")
+        print(f"{key}. {label:<80} {rates[key]:>11,.0f} {overall:>10,.0f}")
     print(f"a/b = {rates['a'] / rates['b']:.3f}  (Lightning + per-step metrics and logging; target >= 0.95 on CPU)")
     print(f"b/c = {rates['b'] / rates['c']:.2f}   (BatchLoader vs the torchvision input pipeline, same training loop)")
+
+
+def quiet_lightning() -> None:
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available: ..." banner
+    warnings.filterwarnings("ignore", module="lightning")  # advice for real runs (logging interval, no val set)
 
 
 if __name__ == "__main__":
