@@ -67,7 +67,7 @@ class PlacementModule(L.LightningModule):
     def check_finite(self, loss: torch.Tensor, last_step: bool) -> None:
         """Remember on the device whether (and as what) the loss became NaN/inf; raise `DivergedError` at the
         next check. Checking at the epoch's last step, before this step's update, means that no epoch
-        ends, and no checkpoint is saved, with weights that a NaN has reached."""
+        ends, and no checkpoint is saved, after a step on a NaN/inf loss."""
         self._first_bad_loss = torch.where(self._diverged, self._first_bad_loss, loss)
         self._diverged |= ~torch.isfinite(loss)
         due = last_step or (self.global_step + 1) % self.config.trainer.nan_check_every_n_steps == 0
