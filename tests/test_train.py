@@ -163,7 +163,9 @@ def test_fit_on_shared_cifar10_learns_and_moves_gammas(tmp_path, monkeypatch, sh
     assert metrics["train_images_per_s"] == pytest.approx(second["train_images"] / second["train_seconds"])
     assert metrics["first_epoch_images_per_s"] > 0 and second["train_images"] == 4000 // 128 * 128
     assert metrics["tested_epoch"] == 1 and record["config"]["trainer"]["test_on"] == "final"
-    assert set(record["initial_gates"].values()) == {0.0, pytest.approx(0.1)}  # γ_s₀ = 0, γ_r₀ = 0.1
+    initial = record["initial_gates"]  # γ_s₀ = 0 and γ_r₀ = 0.1 in all 9 blocks
+    assert sorted(k.rsplit(".", 1)[1] for k in initial) == ["gamma_r"] * 9 + ["gamma_s"] * 9
+    assert all(v == (0.0 if k.endswith("gamma_s") else pytest.approx(0.1)) for k, v in initial.items())
     gammas_s = {k: v for k, v in record["history"][-1]["gates"].items() if k.endswith("gamma_s")}
     assert len(gammas_s) == 9 and max(abs(v) for v in gammas_s.values()) > 1e-3  # started at exactly 0
     saved = json.loads((config.resolved_run_dir() / "record.json").read_text())
