@@ -275,7 +275,8 @@ def test_no_shared_seeds_falls_back_to_welch_with_hedges_g(tmp_path):
     assert p1["p_value"] == pytest.approx(welch_by_hand([0.95, 0.97], BASE))
     pooled = math.sqrt((np.var([0.95, 0.97], ddof=1) + 2 * np.var(BASE, ddof=1)) / 3)
     assert p1["effect_dz"] == pytest.approx((1 - 3 / 11) * (0.96 - np.mean(BASE)) / pooled)
-    assert "Compared unpaired (Welch" in " ".join(caveats(summarize(load_records(tmp_path)[0]), load_records(tmp_path)[0]))
+    runs = load_records(tmp_path)[0]
+    assert "Compared unpaired (Welch" in " ".join(caveats(summarize(runs), runs))
 
 
 def test_holm_corrects_within_each_baseline_family(tmp_path):

@@ -35,7 +35,8 @@ TINY = ["data.name=synthetic", "data.path=null", "data.val_size=100", "data.batc
     (["lr=0.1"], "unknown key 'lr'; valid: name, seed, model"),
     (["optim.lr"], "override 'optim.lr' is not key=value"),
     (["model.stages=[4]"], "model.stages=[4] is invalid; valid: a non-empty list of resnet20's stages 1..3"),
-    (["model.backbone=flat", "model.stages=[0, 1]"], "model.stages=[0, 1] is invalid; valid: a non-empty list of flat's stages 1..2"),
+    (["model.backbone=flat", "model.stages=[0, 1]"],
+     "model.stages=[0, 1] is invalid; valid: a non-empty list of flat's stages 1..2"),
     (["optim.momentum=0"], "optim.momentum=0.0 is invalid; valid: in (0, 1) with nesterov=true"),
     (["optim.gate_lr_scale=0"], "optim.gate_lr_scale=0.0 is invalid; valid: > 0"),
     (["model.p4_gate=soft"], "model.p4_gate='soft' is invalid; valid: near_identity, direct"),
@@ -204,6 +205,16 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_fit_prints_the_result_and_no_library_remarks(tmp_path):
+    """A fresh process, as a user runs it: Lightning's banner, tips and warnings about our own use of it
+    (LeafSpec, log interval) are filtered; what is left is the result line."""
+    done = subprocess.run([sys.executable, "-m", "attnplace.cli", "fit", *TINY, "trainer.max_epochs=1",
+                           f"run_dir={tmp_path}", "trainer.threads=1"], capture_output=True, text=True, check=True)
+    assert done.stderr == ""
+    (line,) = done.stdout.splitlines()
+    assert line.startswith("resnet20-p1-se-s0-") and "test acc" in line and line.endswith("record.json")
+
+
 def test_nan_run_is_recorded_as_failed(tmp_path, capsys):
     code = main(["fit", *TINY, "model.pattern=p1", "optim.lr=1e30", "trainer.max_epochs=3", f"run_dir={tmp_path}"])
     assert code == 1
@@ -225,7 +236,7 @@ def test_wandb_offline_run_holds_gate_curves_and_accuracy(tmp_path, monkeypatch)
     monkeypatch.setenv("WANDB_SILENT", "true")
     config = load_config(None, [*TINY, "model.pattern=p3c", "trainer.max_epochs=2", "trainer.gate_log_every_n_steps=2",
                                 "logger=wandb", "name=wandb-test", f"run_dir={tmp_path}"])
-    record = fit(config)
+    record = fit(config, axes={"model.pattern": "p3c", "seed": 0})
     records = list(wandb_records(tmp_path))
     history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
                for r in records if r.WhichOneof("record_type") == "history"]
@@ -234,8 +245,12 @@ def test_wandb_offline_run_holds_gate_curves_and_accuracy(tmp_path, monkeypatch)
     summary = {i.key or "/".join(i.nested_key): json.loads(i.value_json)
                for r in records if r.WhichOneof("record_type") == "summary" for i in r.summary.update}
     assert summary["test_acc"] == pytest.approx(record["metrics"]["test_acc"])
+    for key in ("best_val_acc", "train_images_per_s", "params", "flops"):  # the final metrics, for run tables
+        assert summary[key] == pytest.approx(record["metrics"][key]), key
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert run.run_group == "wandb-test" and run.job_type == "p3c" and set(run.tags) >= {"se", "resnet20", "seed0"}
+    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    assert config["grid_axes"] == {"model.pattern": "p3c", "seed": 0}
 
 
 def test_gpu_asked_for_on_a_cpu_machine_is_a_one_line_error(tmp_path, capsys):

@@ -56,7 +56,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     workers = auto_workers() if args.workers == "auto" else args.workers
     counts = run_grid(grid, launcher=args.launcher, workers=workers, retry_failed=args.retry_failed,
                       address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
-    report(grid.results_dir)
+    report(grid.results_dir, wandb=any(r.config.logger == "wandb" for r in grid.runs))
     print(f"grid {grid.name}: {counts['completed']}/{counts['runs']} runs completed, {counts['failed']} failed"
           + (" (rerun with --retry-failed)" if counts["failed"] else "") + f"; results in {grid.results_dir}")
     return 1 if counts["failed"] or counts["completed"] < counts["runs"] else 0
@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .quiet import quiet_libraries
+
+    quiet_libraries()
     parser = build_parser()
     # Overrides may come after flags (`grid G.yaml --workers 2 seed=1`), which plain nargs="*" rejects.
     args, extra = parser.parse_known_args(argv)

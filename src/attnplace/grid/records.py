@@ -14,8 +14,9 @@ Vocabulary:
 - axis: a dotted config key the grid varies (`model.pattern`, `optim.lr`) or `seed`.
 - variant: the values of every axis except `seed`; its seeds are its repeated runs.
 - placement axis: a `model.*` axis other than the backbone and norm, i.e. a choice of *where/how*
-  attention sits, or how its gates train (`optim.gate_lr_scale`). A variant's baseline is the `model.pattern == "none"` variant that agrees on
-  every non-placement axis (`resnet20/p1/se` is compared with `resnet20/none`).
+  attention sits, or how its gates train (`optim.gate_lr_scale`). A variant's baseline is the
+  `model.pattern == "none"` variant that agrees on every non-placement axis (`resnet20/p1/se` is
+  compared with `resnet20/none`).
 """
 
 import json

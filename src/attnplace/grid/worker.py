@@ -23,6 +23,7 @@ from typing import TextIO
 
 from ..data.load import keep_last_dataset
 from ..errors import UserError
+from ..quiet import quiet_libraries
 from ..train.config import Config, from_dict
 from ..train.record import error_line, read_record
 
@@ -98,6 +99,7 @@ def forget_run() -> None:
 def main(argv: list[str]) -> int:
     """`worker`: serve the runner (above). `worker PAYLOAD.json ...`: train those runs here, in the foreground,
     e.g. to watch one of a grid's runs again; the exit status is 0 when all completed."""
+    quiet_libraries()
     keep_last_dataset()
     if argv:
         results = [run_payload(json.loads(Path(path).read_text())) for path in argv]

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from ..atomic import write_json
@@ -49,7 +50,7 @@ def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) ->
     record["metrics"] = {"params": count_params(module.model),
                          "flops": count_flops(module.model, data.in_channels, data.image_size)}
     recorder = RunRecorder(record_path, record)
-    trainer = make_trainer(config, run_dir, recorder)
+    trainer = make_trainer(config, run_dir, recorder, axes)
     record["environment"] = environment(trainer, config.trainer.resolved())
     checkpoint = run_dir / "last.ckpt"
     try:
@@ -58,21 +59,24 @@ def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) ->
             raise KeyboardInterrupt
         best = run_dir / "best.ckpt" if config.trainer.test_on == "best_val" else None
         tested = trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)[0]
+        record["metrics"].update(final_metrics(recorder.history, tested, best is not None))
     except DivergedError as err:
         return recorder.write("failed", error=str(err), failed_epoch=trainer.current_epoch)
     except Exception as err:
         recorder.write("failed", error=error_line(err), failed_epoch=trainer.current_epoch)
         raise
     finally:
-        finish_wandb(trainer)
-    history = recorder.history
+        finish_wandb(trainer, record["metrics"])
+    return recorder.write("completed")
+
+
+def final_metrics(history: list[dict], tested: dict, best_val: bool) -> dict:
     val = [h["val_acc"] for h in history if h["val_acc"] is not None]
     metrics = {"test_acc": tested["test_acc"], "val_acc": val[-1] if val else None,
-               "best_val_acc": max(val) if val else None, "tested_epoch": tested_epoch(history, best is not None)}
+               "best_val_acc": max(val) if val else None, "tested_epoch": tested_epoch(history, best_val)}
     if "test_acc5" in tested:
         metrics["test_acc5"] = tested["test_acc5"]
-    record["metrics"].update(metrics)
-    return recorder.write("completed")
+    return metrics
 
 
 def tested_epoch(history: list[dict], best_val: bool) -> int:
@@ -90,7 +94,7 @@ def make_datamodule(config: Config) -> AttnDataModule:
                           synthetic=d.synthetic)
 
 
-def make_trainer(config: Config, run_dir: Path, recorder: RunRecorder) -> L.Trainer:
+def make_trainer(config: Config, run_dir: Path, recorder: RunRecorder, axes: dict | None = None) -> L.Trainer:
     t = config.trainer
     # `last.ckpt`, overwritten at every epoch end (no monitor: top-1 = the newest), after the recorder has
     # appended that epoch to the history it carries. (Lightning's `save_last` alone only saves alongside a
@@ -100,21 +104,35 @@ def make_trainer(config: Config, run_dir: Path, recorder: RunRecorder) -> L.Trai
     if t.test_on == "best_val":
         callbacks.append(ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val_acc", mode="max",
                                          save_top_k=1, enable_version_counter=False))
+    if t.progress_bar:
+        callbacks.append(TrainingProgressBar())
     return L.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=1, precision=t.resolved().precision,
-        deterministic=t.deterministic, logger=make_loggers(config, run_dir), callbacks=callbacks,
+        deterministic=t.deterministic, logger=make_loggers(config, run_dir, axes), callbacks=callbacks,
         log_every_n_steps=t.gate_log_every_n_steps, enable_progress_bar=t.progress_bar,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=run_dir,
     )
 
 
-def make_loggers(config: Config, run_dir: Path) -> list:
+class TrainingProgressBar(TQDMProgressBar):
+    """The training bar with its epoch's loss and validation accuracy; no bar of its own for each validation
+    and the test, which would print a line per evaluation around the lines that matter."""
+
+    def init_validation_tqdm(self):
+        return Tqdm(disable=True)  # disabled from the start: tqdm draws itself once when it is built
+
+    def init_test_tqdm(self):
+        return Tqdm(disable=True)
+
+
+def make_loggers(config: Config, run_dir: Path, axes: dict | None = None) -> list:
     loggers = [CSVLogger(save_dir=run_dir, name="", version="")]
     if config.logger == "wandb":
         m = config.model
         loggers.append(WandbLogger(
             project=config.wandb.project, name=config.run_id, id=wandb_id(config), group=config.name,
-            job_type=m.pattern, tags=[m.attention, m.backbone, f"seed{config.seed}"], config=config.to_dict(),
+            job_type=m.pattern, tags=[m.attention, m.backbone, f"seed{config.seed}"],
+            config={**config.to_dict(), "grid_axes": axes or {}},  # axes as plain keys, to group and plot by
             save_dir=str(run_dir), offline=wandb_mode(config.wandb.mode) == "offline", resume="allow",
         ))
     return loggers
@@ -136,9 +154,12 @@ def wandb_mode(mode: str) -> str:
     return "online" if logged_in else "offline"
 
 
-def finish_wandb(trainer: L.Trainer) -> None:
+def finish_wandb(trainer: L.Trainer, metrics: dict) -> None:
+    """Put the run's final metrics (test and best-val accuracy, images/s, params, FLOPs) in its W&B summary,
+    where W&B's run tables, grouping and parallel coordinates read them, then close the run."""
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
+            logger.experiment.summary.update({k: v for k, v in metrics.items() if v is not None})
             logger.experiment.finish()
 
 
