@@ -11,6 +11,14 @@ from attnplace.data import load_dataset
 SHARED_TARBALL = Path(__file__).resolve().parents[1].parent / "shared/data/cifar10-jpeg.tar.gz"
 
 
+def shared_folder_state() -> dict[str, int]:
+    """Every path under the shared data folder with its modification time, to prove nothing wrote there."""
+    return {str(p): p.stat().st_mtime_ns for p in SHARED_TARBALL.parent.rglob("*")}
+
+
+SHARED_AT_START = shared_folder_state() if SHARED_TARBALL.is_file() else {}
+
+
 @pytest.fixture(scope="session")
 def shared_cifar(tmp_path_factory):
     """The shared CIFAR-10 (JPEG) tarball decoded once per session: (splits, cache dir, seconds taken)."""
