@@ -94,7 +94,7 @@ def load(results_dir: str | os.PathLike) -> Loaded:
         raise UserError(f"results directory {results_dir} does not exist")
     problems, notes = [], []
     grid_axes, listed = _grid_spec(results_dir, problems)
-    records, seen = [], set()
+    records, seen, pending = [], set(), []
     for run_dir in _run_dirs(results_dir, listed, notes):
         path = run_dir / "record.json"
         try:
@@ -103,7 +103,7 @@ def load(results_dir: str | os.PathLike) -> Loaded:
             problems.append(f"{path}: {exc}")
             continue
         if rec is None:
-            problems.append(f"{run_dir}: no record.json (not run yet, or died before writing one)")
+            pending.append(run_dir.name)
         elif rec["id"] in seen:
             problems.append(f"{path}: duplicate run id {rec['id']!r}; kept the first")
         else:
@@ -112,6 +112,10 @@ def load(results_dir: str | os.PathLike) -> Loaded:
     if not records:
         raise UserError(f"no readable runs/*/record.json in results directory {results_dir}"
                         + (f" ({len(problems)} skipped: {problems[0]})" if problems else ""))
+    running = [r["id"] for r in records if r["status"] == "running"]
+    if pending or running:  # a grid stopped part-way: the same grid command finishes it
+        notes.append(f"unfinished: {len(pending)} run(s) not started, {len(running)} stopped mid-training "
+                     f"(not counted); rerun the grid command to finish them")
     runs = runs_frame(records, grid_axes)
     check_one_experiment(records, runs, results_dir)
     return Loaded(records, runs, problems, notes)
