@@ -54,8 +54,11 @@ def test_compare_pairs_on_shared_seeds_and_counts_them():
     assert c.diff == pytest.approx(0.02)  # seed 3 (no partner) and seed 2 (none) are left out of the pairs
     unpaired = stats.compare({3: 0.91, 4: 0.93}, baseline)
     assert (unpaired.test, unpaired.n_pairs) == ("welch", 0)
-    single = stats.compare({0: 0.95}, baseline)
-    assert single.test == "" and single.diff == pytest.approx(0.05) and math.isnan(single.p_value)
+    single = stats.compare({0: 0.95}, {0: 0.90, 1: 0.80})  # one pair: its difference, untested
+    assert (single.test, single.n_pairs) == ("", 1) and single.diff == pytest.approx(0.05)
+    assert math.isnan(single.p_value) and math.isnan(single.diff_ci_low)
+    unshared = stats.compare({3: 0.95}, {0: 0.90, 1: 0.80})  # no pair: the difference of means
+    assert (unshared.n_pairs, unshared.diff) == (0, pytest.approx(0.10))
 
 
 def test_identical_differences_have_no_p_value():

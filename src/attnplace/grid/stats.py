@@ -85,14 +85,17 @@ def welch(a: Sequence[float], b: Sequence[float], n_pairs: int = 0) -> Compariso
 
 def compare(variant: Mapping[int, float], baseline: Mapping[int, float]) -> Comparison:
     """Accuracy by seed against the baseline's: paired on the shared seeds when there are two or more,
-    else Welch over all runs when each side has two or more, else only the difference of means."""
+    else Welch over all runs when each side has two or more; otherwise only an estimate, untested: the
+    difference on the one shared seed (same initial weights, same batches), or of the means."""
     shared = sorted(set(variant) & set(baseline))
     if len(shared) >= 2:
         return paired([variant[s] for s in shared], [baseline[s] for s in shared])
     if len(variant) >= 2 and len(baseline) >= 2:
         return welch(list(variant.values()), list(baseline.values()), n_pairs=len(shared))
+    if shared:
+        return Comparison("", 1, variant[shared[0]] - baseline[shared[0]])
     if variant and baseline:
-        return Comparison("", len(shared), float(np.mean(list(variant.values())) - np.mean(list(baseline.values()))))
+        return Comparison("", 0, float(np.mean(list(variant.values())) - np.mean(list(baseline.values()))))
     return Comparison()
 
 
