@@ -450,6 +450,11 @@ def test_results_notebook_runs_headless(results, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("ATTNPLACE_RESULTS", str(results))  # the kernel inherits this environment
     nb = nbformat.read(NOTEBOOK, as_version=4)
+    committed = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert any("image/png" in o.get("data", {}) for o in committed) and NOTEBOOK.stat().st_size < 1_000_000
+    for cell in nb.cells:  # executed from scratch against the fixture below
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
