@@ -36,8 +36,8 @@ def build_model(backbone: str = "resnet20", pattern: str = "none", attention: st
         ATTENTION.get(name)  # fail before building anything
     block_cls, backbone_fn = PATTERNS.get(pattern), BACKBONES.get(backbone)
     chosen = None if stages is None else set(stages)
-    if chosen is not None and not chosen <= set(range(1, stage_count(backbone) + 1)):
-        raise UserError(f"stages={sorted(chosen)} do not exist in {backbone}; valid: 1..{stage_count(backbone)}")
+    if chosen is not None and not chosen <= set(range(1, (n := stage_count(backbone)) + 1)):
+        raise UserError(f"stages={sorted(chosen)} do not exist in {backbone}; valid: 1..{n}")
 
     def make_block(stage: int, in_ch: int, out_ch: int, stride: int) -> nn.Module:
         cls = block_cls if chosen is None or stage in chosen else ResidualBlock

@@ -164,8 +164,8 @@ class DualPath(ResidualBlock):
     """Pattern-4, dual path: y = ReLU(A_s(skip(x)) + A_r(F(x))).
 
     p4_gate="near_identity": A_•(t) = t + γ_•·A(t) on both paths, γ_s₀ = 0 (the skip starts pure), γ_r₀ = 0.1.
-    p4_gate="direct": A_r(f) = A(f), the attention as it is (the seeds' form for CBAM, whose masks need no
-    γ to start gentle); the skip keeps t + γ_s·A_s(t), so it still starts pure.
+    p4_gate="direct": A_r(f) = A(f), the attention as it is (the seeds' form for CBAM); the skip keeps
+    t + γ_s·A_s(t), so it still starts pure. With γ_s = 0 this is Pattern-1 exactly.
     """
 
     def __init__(self, in_ch, out_ch, stride, opts):
