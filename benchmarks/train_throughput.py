@@ -95,7 +95,7 @@ def plain_loop(config: Config, data: AttnDataModule, batches: Iterable, device: 
 def sgd_like_the_module(model: nn.Module, config: Config, steps_per_epoch: int):
     """`PlacementModule.configure_optimizers` for SGD, without a Trainer to ask for the step count."""
     opt = config.optim
-    groups = [g for g in param_groups(model, opt.lr, opt.weight_decay, opt.gate_lr_scale) if g["params"]]
+    groups = param_groups(model, opt.lr, opt.weight_decay, opt.gate_lr_scale)
     optimizer = torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov)
     total = steps_per_epoch * config.trainer.max_epochs
     warmup = round(opt.warmup_epochs * steps_per_epoch)

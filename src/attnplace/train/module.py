@@ -103,7 +103,7 @@ class PlacementModule(L.LightningModule):
 
     def configure_optimizers(self):
         opt = self.config.optim
-        groups = [g for g in param_groups(self.model, opt.lr, opt.weight_decay, opt.gate_lr_scale) if g["params"]]
+        groups = param_groups(self.model, opt.lr, opt.weight_decay, opt.gate_lr_scale)
         if opt.name == "sgd":
             optimizer = torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov)
         else:
@@ -120,13 +120,16 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, gate_lr_scale
     Decaying norms, biases or the gates γ/λ would pull them towards 0 and bias the very quantities the
     experiments measure. The gates get `lr · gate_lr_scale`: a scalar gate sees one gradient summed over a
     whole tensor, and λ's passes through sigmoid′ (≈ 0.09 at λ = 0.1), so the weights' lr barely moves it.
-    The schedule multiplies every group's lr alike, so the ratio holds through training.
+    The schedule multiplies every group's lr alike, so the ratio holds through training. Empty groups
+    (no gates in `none`/p1-p3) are left out.
     """
-    gates = {id(p) for p in gate_parameters(model)}
-    rest = [p for p in model.parameters() if id(p) not in gates]
-    return [{"params": [p for p in rest if p.ndim > 1], "weight_decay": weight_decay, "lr": lr},
-            {"params": [p for p in rest if p.ndim <= 1], "weight_decay": 0.0, "lr": lr},
-            {"params": gate_parameters(model), "weight_decay": 0.0, "lr": lr * gate_lr_scale}]
+    gates = gate_parameters(model)
+    gate_ids = {id(p) for p in gates}
+    rest = [p for p in model.parameters() if id(p) not in gate_ids]
+    groups = [{"params": [p for p in rest if p.ndim > 1], "weight_decay": weight_decay, "lr": lr},
+              {"params": [p for p in rest if p.ndim <= 1], "weight_decay": 0.0, "lr": lr},
+              {"params": gates, "weight_decay": 0.0, "lr": lr * gate_lr_scale}]
+    return [g for g in groups if g["params"]]
 
 
 def lr_factor(schedule: str, warmup: int, total: int):
