@@ -17,31 +17,7 @@ from attnplace.errors import UserError
 from attnplace.grid import runner
 from attnplace.grid.runner import auto_workers, dry_run_table, plan
 from attnplace.grid.spec import load_grid
-from conftest import comparable
-
-TINY_BASE = {
-    "data": {"name": "synthetic", "path": None, "val_size": 100, "batch_size": 50, "augment": "none",
-             "synthetic": {"num_train": 400, "num_test": 100, "image_size": 16}},
-    "trainer": {"max_epochs": 3, "progress_bar": False, "deterministic": True, "threads": 1},
-    "optim": {"lr": 0.05, "warmup_epochs": 0},
-}
-
-
-def write_grid(tmp_path: Path, axes: dict, name="g", exclude=None, base=TINY_BASE) -> Path:
-    spec = {"name": name, "base": {**base, "output_dir": str(tmp_path / "out")}, "axes": axes}
-    if exclude:
-        spec["exclude"] = exclude
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
-
-def records(results_dir: Path) -> dict[str, dict]:
-    found = [json.loads(p.read_text()) for p in sorted(results_dir.glob("runs/*/record.json"))]
-    by_id = {r["id"]: r for r in found}
-    assert len(by_id) == len(found)  # every run recorded once
-    return by_id
-
+from grids import AXES, TINY_BASE, records, same_runs, write_grid
 
 def test_expansion_exclude_canonical_and_stable_ids(tmp_path):
     path = write_grid(tmp_path, {"model.pattern": ["none", "p1", "p4"], "model.attention": ["se", "cbam"],
@@ -143,9 +119,6 @@ def test_setup_error_stops_the_grid_with_one_line(tmp_path, capsys, workers_star
     assert len(plan(grid)) == 3  # failed before training: the next run of the grid tries them again
 
 
-AXES = {"model.pattern": ["none", "p1", "p4"], "seed": [0]}
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """A tiny grid run straight through, locally, its 3 runs one after another in one worker process: the
@@ -156,20 +129,12 @@ def uninterrupted(tmp_path_factory):
     return records(tmp / "out" / "tiny"), pd.read_csv(tmp / "out" / "tiny" / "summary.csv")
 
 
-def _same_runs(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for run_id in a:
-        assert b[run_id]["status"] == "completed"
-        assert comparable(b[run_id]["history"]) == comparable(a[run_id]["history"])
-        assert b[run_id]["metrics"]["test_acc"] == a[run_id]["metrics"]["test_acc"]
-
-
 def test_a_worker_per_run_gives_the_same_records_as_one_worker_for_all(tmp_path, uninterrupted, workers_started):
     path = write_grid(tmp_path, AXES, name="tiny")
     assert main(["grid", str(path), "--workers", "3"]) == 0
     assert workers_started == [None] * 3  # 3 runs, 3 processes: each trained one run
     result = records(tmp_path / "out" / "tiny")
-    _same_runs(uninterrupted[0], result)
+    same_runs(uninterrupted[0], result)
     environment = next(iter(result.values()))["environment"]
     assert (environment["precision"], environment["channels_last"], environment["compile"]) == ("32-true", False, False)
 
@@ -203,7 +168,13 @@ def test_grid_killed_mid_run_and_rerun_finishes_the_same(tmp_path, uninterrupted
 
     subprocess.run(command, check=True, capture_output=True)
     reference, reference_summary = uninterrupted
-    _same_runs(reference, records(results))
+    finished = records(results)
+    same_runs(reference, finished)
+    # The record lists both training sessions of the killed run; the second resumed from its last.ckpt,
+    # which is the record's last epoch or, killed between the two writes, the one before.
+    (cut,) = [r for r in killed.values() if r["status"] == "running"]
+    assert [len(r["sessions"]) for r in finished.values()] == [2 if i == cut["id"] else 1 for i in finished]
+    assert finished[cut["id"]]["sessions"][1]["from_epoch"] in (len(cut["history"]) - 1, len(cut["history"]))
     summary = pd.read_csv(results / "summary.csv")
     pd.testing.assert_series_equal(summary["acc_mean"], reference_summary["acc_mean"])
 
@@ -212,4 +183,4 @@ def test_ray_launcher_gives_the_same_records_as_local(tmp_path, uninterrupted):
     pytest.importorskip("ray")
     path = write_grid(tmp_path, AXES, name="tiny")
     assert main(["grid", str(path), "--launcher", "ray", "--workers", "2"]) == 0
-    _same_runs(uninterrupted[0], records(tmp_path / "out" / "tiny"))
+    same_runs(uninterrupted[0], records(tmp_path / "out" / "tiny"))

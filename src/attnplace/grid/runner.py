@@ -1,4 +1,4 @@
-"""Execute a grid's runs, locally in worker processes or as Ray tasks, and keep the user informed.
+"""Execute a grid's runs, locally in worker processes or as Ray tasks (cluster.py), and keep the user informed.
 
 Resumable by construction: a run whose `record.json` says `completed` is skipped, one that failed in
 training is skipped unless `retry_failed`, and anything else (never started, killed mid-run, failed before
@@ -23,6 +23,7 @@ from ..atomic import write_json
 from ..errors import UserError
 from ..train.record import read_record
 from .spec import Grid, GridRun
+from .worker import make_payload
 
 STOP_AFTER = 2  # when a grid's first this-many finished runs all fail on one UserError, the grid stops
 
@@ -52,13 +53,6 @@ def dry_run_table(grid: Grid) -> str:
     widths = [max(len(x) for x in col) for col in zip(header, *rows)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     return "\n".join([line(header), *map(line, rows)])
-
-
-def payload(run: GridRun, grid: Grid, threads: int) -> dict:
-    """What a worker needs; CPU threads are split between parallel runs unless the config fixes them."""
-    config = run.config.to_dict()
-    config["trainer"]["threads"] = config["trainer"]["threads"] or threads
-    return {"config": config, "grid": grid.name, "axes": run.axes}
 
 
 @dataclass
@@ -139,7 +133,7 @@ class Worker:
 
     def train(self, run: GridRun, grid: Grid, threads: int) -> None:
         run_dir = run.config.resolved_run_dir()
-        spec = write_json(run_dir / "payload.json", payload(run, grid, threads))
+        spec = write_json(run_dir / "payload.json", make_payload(run, grid, threads))
         self.run = run
         self.proc.stdin.write(f"{spec}\n")
         self.proc.stdin.flush()
@@ -190,36 +184,6 @@ def _visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def launch_ray(runs: list[GridRun], grid: Grid, workers: int, address: str | None, gpus_per_run: float,
-               cpus_per_run: float) -> Iterator[dict]:
-    """The same runs as Ray tasks: an existing cluster (`address`) or a local Ray started for the grid.
-
-    Fractional `gpus_per_run` (e.g. 0.25) packs small models onto one GPU; tasks are retried when a
-    worker is lost, and resume from their checkpoint (the results dir must be on a shared filesystem).
-    """
-    import ray
-
-    from .worker import run_payload
-
-    if not ray.is_initialized():
-        ray.init(address=address, num_cpus=None if address else workers * cpus_per_run, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
-    task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=2)(run_payload)
-    futures = {task.remote(payload(run, grid, max(1, int(cpus_per_run)))): run for run in runs}
-    try:
-        while futures:
-            ready, _ = ray.wait(list(futures), num_returns=1)
-            run = futures.pop(ready[0])
-            try:
-                result = ray.get(ready[0])
-            except Exception as err:  # retries exhausted (worker lost): record what we know, go on
-                result = {"id": run.id, "status": "failed", "error": f"ray task failed: {type(err).__name__}"}
-            yield result
-    finally:  # closed early (the grid stopped): the tasks left would only repeat the failure
-        for future in futures:
-            ray.cancel(future, force=True)
-
-
 def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_failed: bool = False,
              address: str | None = None, gpus_per_run: float = 0.0, cpus_per_run: float = 1.0,
              echo=lambda line: print(line, flush=True)) -> dict:
@@ -234,6 +198,8 @@ def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_fai
     echo(f"grid {grid.name}: {len(grid.runs)} runs, {len(grid.runs) - len(todo)} already recorded, "
          f"{len(todo)} to run ({launcher}, {workers} at once) -> {grid.results_dir}")
     if launcher == "ray":
+        from .cluster import launch_ray
+
         results = launch_ray(todo, grid, workers, address, gpus_per_run, cpus_per_run)
     else:
         results = launch_local(todo, grid, workers)

@@ -1,5 +1,5 @@
-"""Grid workers: a process that trains the runs it is handed, one after another, and `run_payload`, which
-trains one run and also serves as the Ray task.
+"""Grid workers: a process that trains the runs it is handed, one after another, and `run_logged`, which
+trains one run with its output in the run's log and also serves as the Ray task.
 
 `python -m attnplace.grid.worker` reads payload file paths from stdin, one a line (a payload file sits in
 its run directory), trains each run with its output in that directory's `log.txt`, and reports each on
@@ -15,6 +15,7 @@ import fcntl
 import gc
 import json
 import os
+import socket
 import sys
 import traceback
 from collections.abc import Iterable, Iterator
@@ -26,15 +27,33 @@ from ..errors import UserError
 from ..quiet import quiet_libraries
 from ..train.config import Config, from_dict
 from ..train.record import error_line, read_record
+from .spec import Grid, GridRun
+
+
+def make_payload(run: GridRun, grid: Grid, threads: int) -> dict:
+    """What a worker needs; CPU threads are split between parallel runs unless the config fixes them."""
+    config = run.config.to_dict()
+    config["trainer"]["threads"] = config["trainer"]["threads"] or threads
+    return {"config": config, "grid": grid.name, "axes": run.axes, "cwd": os.getcwd()}
 
 
 def run_payload(payload: dict) -> dict:
-    """Train the run described by `payload` ({"config", "grid", "axes"}); return its id, status, error and
-    metrics, and `user_error`: whether it failed on a `UserError` (e.g. missing data), which the grid's
-    other runs are likely to repeat."""
+    """Train the run described by `payload` ({"config", "grid", "axes", "cwd"}); return its id, status, error
+    and metrics, and `user_error`: whether it failed on a `UserError` (e.g. missing data), which the grid's
+    other runs are likely to repeat.
+
+    Relative paths in the config (the data, the output folder) mean what they meant where the grid was
+    started, so the run works in the grid's folder `cwd`: a Ray worker on another node starts elsewhere.
+    """
     from ..train.fit import fit
 
     config = from_dict(Config, payload["config"])
+    try:
+        os.chdir(payload.get("cwd", "."))  # payloads written before grids recorded their folder: "."
+    except OSError:
+        return {"id": config.run_id, "status": "failed", "metrics": {}, "user_error": True,
+                "error": f"the grid's folder {payload['cwd']} does not exist on {socket.gethostname()}; start "
+                         f"the grid from a folder every node mounts at the same path"}
     run_dir = config.resolved_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     user_error = False
@@ -53,15 +72,21 @@ def run_payload(payload: dict) -> dict:
             "metrics": record.get("metrics", {}), "user_error": user_error}
 
 
+def run_logged(payload: dict) -> dict:
+    """`run_payload`, with this process's output appended to the run's `log.txt` beside its record (on a
+    cluster too: there the record and log land in the shared results folder, not in Ray's node logs)."""
+    with output_to(Path(payload.get("cwd", "."), payload["config"]["run_dir"], "log.txt")):
+        result = run_payload(payload)
+    forget_run()
+    return result
+
+
 def serve(requests: Iterable[str], replies: TextIO) -> None:
     """Train the run of each payload path in `requests`; write each result to `replies` as a JSON line."""
     for line in requests:
-        path = Path(line.strip())
-        with output_to(path.parent / "log.txt"):
-            result = run_payload(json.loads(path.read_text()))
+        result = run_logged(json.loads(Path(line.strip()).read_text()))
         replies.write(json.dumps(result) + "\n")
         replies.flush()
-        forget_run()
 
 
 @contextlib.contextmanager
@@ -70,7 +95,8 @@ def output_to(log: Path) -> Iterator[None]:
     Lightning, torch and C libraries print lands there too."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = [os.dup(1), os.dup(2)]
+    log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         os.dup2(out.fileno(), 1)
         os.dup2(out.fileno(), 2)
@@ -79,9 +105,9 @@ def output_to(log: Path) -> Iterator[None]:
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(saved, 1)
-        os.dup2(saved, 2)
-        os.close(saved)
+        for fd, copy in enumerate(saved, start=1):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def forget_run() -> None:

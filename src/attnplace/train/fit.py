@@ -16,7 +16,7 @@ from ..errors import UserError
 from ..models import count_flops, count_params, gate_values
 from .config import Config
 from .module import DivergedError, PlacementModule
-from .record import RunRecorder, environment, error_line, read_record
+from .record import RunRecorder, environment, error_line, read_record, session
 
 
 def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) -> dict:
@@ -36,7 +36,8 @@ def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) ->
     L.seed_everything(config.seed, verbose=False)
 
     record = {"id": config.run_id, "grid": grid, "status": "running", "error": None, "failed_epoch": None,
-              "axes": axes or {}, "config": config.to_dict(), "run_dir": str(run_dir)}
+              "axes": axes or {}, "config": config.to_dict(), "run_dir": str(run_dir),
+              "sessions": (previous or {}).get("sessions", []) + [session()]}
     try:
         data = make_datamodule(config)
         data.prepare_data()

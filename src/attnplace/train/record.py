@@ -8,7 +8,9 @@ import json
 import os
 import platform
 import socket
+import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import lightning as L
@@ -51,6 +53,23 @@ def environment(trainer: L.Trainer, settings: TrainerConfig) -> dict:
     }
 
 
+def session() -> dict:
+    """Where and when this process trains a run. A record keeps one per training session: a run killed and
+    resumed, or retried by Ray on another node after its node was lost, lists each with the epoch it resumed
+    from (`from_epoch`, set when training starts) and the last time it wrote the record (`ended`). On a Ray
+    task it also names the node and the GPUs Ray assigned, beside the `CUDA_VISIBLE_DEVICES` the task saw."""
+    info = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now(), "ended": None, "from_epoch": 0,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    ray = sys.modules.get("ray")  # imported only where a Ray task runs this: ray is optional
+    if ray is not None and ray.is_initialized():
+        info.update(ray_node=ray.get_runtime_context().get_node_id(), ray_gpu_ids=[str(g) for g in ray.get_gpu_ids()])
+    return info
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
 class RunRecorder(L.Callback):
     """Keeps the per-epoch history and training throughput, and writes `record.json` after every epoch.
 
@@ -61,11 +80,15 @@ class RunRecorder(L.Callback):
 
     def __init__(self, path: Path, record: dict):
         self.path, self.record = path, record
+        record.setdefault("sessions", [session()])  # `fit` passes the earlier sessions' too
         self.history: list[dict] = []
         self.elapsed = 0.0  # wall time of earlier sessions of this run (before a resume)
         self._session_start = time.perf_counter()
         self._epoch_start: float | None = None
         self._epoch_seconds, self._epoch_images = 0.0, 0
+
+    def on_train_start(self, trainer, module):
+        self.record["sessions"][-1]["from_epoch"] = len(self.history)  # after a resume has restored the history
 
     # -- throughput: from the start of the training epoch to the start of validation (or the epoch end)
     def on_train_epoch_start(self, trainer, module):
@@ -113,6 +136,7 @@ class RunRecorder(L.Callback):
 
     def write(self, status: str, **fields) -> dict:
         self.record.update(status=status, history=self.history, **fields)
+        self.record["sessions"][-1]["ended"] = _now()
         self.record.setdefault("metrics", {}).update(duration_s=round(self.duration(), 2), **self.throughput())
         write_json(self.path, self.record)
         return self.record
