@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..train.config import Config, canonical, from_dict, merge, parse_override, read_yaml
+from ..train.config import Config, canonical
+from ..train.config_io import from_dict, merge, parse_override, read_yaml
 
 GRID_KEYS = ("name", "base", "axes", "exclude")
 

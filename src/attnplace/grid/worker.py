@@ -25,7 +25,8 @@ from typing import TextIO
 from ..data.load import keep_last_dataset
 from ..errors import UserError
 from ..quiet import quiet_libraries
-from ..train.config import Config, from_dict
+from ..train.config import Config
+from ..train.config_io import from_dict
 from ..train.record import error_line, read_record
 from .spec import Grid, GridRun
 

@@ -8,7 +8,8 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..models import build_model, gate_parameters, gate_values
-from .config import Config, from_dict
+from .config import Config
+from .config_io import from_dict
 
 
 def accuracy(num_classes: int, top_k: int = 1) -> MulticlassAccuracy:
