@@ -6,9 +6,9 @@ every process it started, as if its machine had died.
 
 import os
 import re
+import shutil
 import signal
 import socket
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,16 +42,16 @@ class RayCluster:
         command = [*wrap, RAY, "start", "--block", *where, f"--num-cpus={cpus}",
                    f"--num-gpus={gpus}", f"--temp-dir={self.tmp / name}", "--object-store-memory=100000000",
                    "--disable-usage-stats"]
-        log = open(self.tmp / f"{name}.log", "w")
-        self.nodes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                            start_new_session=True)
+        with open(self.tmp / f"{name}.log", "w") as log:  # the node keeps its own copy of the file
+            self.nodes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                                start_new_session=True)
         self.wait_for(len(self.nodes))
 
     def alive(self) -> int:
         """Nodes the head counts as active (`ray status`), or -1 while it cannot be asked."""
         status = subprocess.run([RAY, "status", f"--address={self.address}"], capture_output=True, text=True,
-                                env=self.env)
-        active = re.search(r"Active:\n(.*?)\nPending:", status.stdout, re.S)
+                                env=self.env, check=False)
+        active = re.search(r"Active:\n(.*?)\nPending:", status.stdout, re.DOTALL)
         return len(re.findall(r"node_", active.group(1))) if status.returncode == 0 and active else -1
 
     def wait_for(self, count: int, timeout: float = 180) -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from attnplace.cli import main
 from grids import AXES, TINY_BASE, records, same_runs, write_grid
 from ray_cluster import RayCluster
+
+from attnplace.cli import main
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -57,7 +57,7 @@ def finish(grid: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]
 def test_grid_on_a_two_node_cluster_matches_local(tmp_path, cluster, reference):
     cluster.start("head")
     cluster.start("node2")
-    code, out, err = finish(start_grid(cluster, write_grid(tmp_path, AXES, name="tiny", base=BASE)))
+    code, _, err = finish(start_grid(cluster, write_grid(tmp_path, AXES, name="tiny", base=BASE)))
     assert code == 0, err
     results = tmp_path / "out" / "tiny"
     found = records(results)
@@ -68,7 +68,7 @@ def test_grid_on_a_two_node_cluster_matches_local(tmp_path, cluster, reference):
     assert not list(results.glob(".driver-*"))  # the shared-folder marker is gone
 
     # A run that fails on its own (NaN loss) is recorded failed once: Ray does not retry it as a lost node.
-    code, out, err = finish(start_grid(cluster, write_grid(tmp_path, {"optim.lr": [1.0e30]}, name="nan", base=BASE)))
+    code, _, err = finish(start_grid(cluster, write_grid(tmp_path, {"optim.lr": [1.0e30]}, name="nan", base=BASE)))
     assert code == 1, err
     (failed,) = records(tmp_path / "out" / "nan").values()
     assert failed["status"] == "failed" and "loss became" in failed["error"]
@@ -87,7 +87,7 @@ def test_a_node_lost_mid_grid_loses_nothing(tmp_path, cluster, reference):
         time.sleep(0.05)
     cluster.kill("node2")
 
-    code, out, err = finish(grid)
+    code, _, err = finish(grid)
     assert code == 0, err
     found = records(results)  # every run recorded once
     same_runs(reference[0], found)
@@ -106,7 +106,7 @@ def training(results: Path) -> list[str]:
 
 
 def test_a_node_that_cannot_see_the_results_folder_stops_the_grid(tmp_path, cluster):
-    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False).returncode != 0:
         pytest.skip("needs mount namespaces (`unshare -m`, as root) to hide a folder from one node")
     out = tmp_path / "out"
     out.mkdir()
@@ -124,7 +124,7 @@ def test_a_node_that_cannot_see_the_results_folder_stops_the_grid(tmp_path, clus
 
 def test_gpu_fractions_pack_runs_by_rays_accounting(tmp_path, cluster, reference):
     cluster.start("head", cpus=4, gpus=1)  # a declared GPU: Ray accounts for it, no real one is needed
-    code, out, err = finish(start_grid(cluster, write_grid(tmp_path, AXES, name="tiny", base=BASE),
+    code, _, err = finish(start_grid(cluster, write_grid(tmp_path, AXES, name="tiny", base=BASE),
                                        "--gpus-per-run", "0.5"))
     assert code == 0, err
     found = records(tmp_path / "out" / "tiny")
