@@ -210,6 +210,27 @@ def test_summary_says_which_weights_were_tested(tmp_path):
     assert pd.read_csv(tmp_path / "summary.csv")["test_on"].tolist() == ["best_val", "best_val"]
 
 
+def sessions(*hashes):
+    return {"sessions": [{"code": {"source_sha256": h, "git": None}} for h in hashes]}
+
+
+def test_summary_says_which_code_trained_the_runs(tmp_path):
+    one = [record(p, s, 0.9, **sessions("aaa")) for p in ("none", "p1") for s in range(3)]
+    assert caveats(*_summary_and_runs(write_runs(tmp_path / "one", one)))[-1] == \
+        "All runs trained under one code version (source sha256 aaa)."
+    mixed = one[:4] + [record("p1", 1, 0.9, **sessions("aaa", "bbb")), record("p1", 2, 0.9)]
+    assert caveats(*_summary_and_runs(write_runs(tmp_path / "mixed", mixed)))[-1] == \
+        "Runs trained under 3 code versions (source sha256 per run; a+b: resumed under b): " \
+        "aaa: 4, aaa+bbb: 1, not recorded: 1."
+    untold = [record(p, s, 0.9) for p in ("none", "p1") for s in range(3)]
+    assert not any("code" in line for line in caveats(*_summary_and_runs(write_runs(tmp_path / "old", untold))))
+
+
+def _summary_and_runs(folder):
+    runs = load_records(folder)[0]
+    return summarize(runs), runs
+
+
 def test_gate_lr_scale_variants_share_one_baseline(tmp_path):
     axes = ("model.pattern", "optim.gate_lr_scale", "seed")
     recs = []

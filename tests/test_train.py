@@ -1,6 +1,7 @@
 """Training: config validation, fit on real data, resume after SIGKILL, NaN runs, W&B offline."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,11 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
+import attnplace
 from attnplace.cli import main
 from attnplace.errors import UserError
 from attnplace.train.config import load_config
 from attnplace.train.fit import fit
 from attnplace.train.module import PlacementModule
+from attnplace.train.record import code_version, git_commit, source_hash
 from conftest import SHARED_TARBALL, comparable, wandb_records
 
 TINY = ["data.name=synthetic", "data.path=null", "data.val_size=100", "data.batch_size=50",
@@ -229,6 +232,7 @@ def test_completed_run_is_not_repeated(tmp_path):
     first = fit(config)
     mtime = (tmp_path / "record.json").stat().st_mtime_ns
     assert fit(config) == first and (tmp_path / "record.json").stat().st_mtime_ns == mtime
+    assert [s["code"] for s in first["sessions"]] == [code_version()]
 
 
 def test_wandb_offline_run_holds_gate_curves_and_accuracy(tmp_path, monkeypatch):
@@ -354,3 +358,16 @@ def test_package_imports_and_fits_without_wandb_and_ray(tmp_path):
               f"sys.exit(main(['fit', *{TINY!r}, 'trainer.max_epochs=1', 'run_dir={tmp_path}']))\n")
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
     assert json.loads((tmp_path / "record.json").read_text())["status"] == "completed"
+
+
+def test_records_name_the_code_that_trained_them(tmp_path):
+    package = Path(attnplace.__file__).resolve().parent
+    copy = shutil.copytree(package, tmp_path / "attnplace", ignore=shutil.ignore_patterns("__pycache__"))
+    assert source_hash(copy) == code_version()["source_sha256"]  # the same code outside git: the same hash
+    assert git_commit(copy) is None
+    (copy / "models" / "blocks.py").write_text((copy / "models" / "blocks.py").read_text() + "# changed\n")
+    assert source_hash(copy) != code_version()["source_sha256"]
+    head = subprocess.run(["git", "-C", str(package), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True)
+    if head.returncode == 0:  # a git checkout (CI's is): the record names the commit
+        assert code_version()["git"].removesuffix("+dirty") == head.stdout.strip()

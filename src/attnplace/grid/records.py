@@ -177,12 +177,21 @@ def runs_frame(records: list[dict], grid_axes: list[str]) -> pd.DataFrame:
         row["seed"] = _axis_value(rec, "seed")
         row.update({m: (rec.get("metrics") or {}).get(m) for m in metrics})
         row["test_on"] = lookup(rec["config"], "trainer.test_on") or "final"
+        row["code"] = _code(rec)
         rows.append(row)
-    runs = pd.DataFrame(rows, columns=["id", "status", "error", "failed_epoch", *axes, "seed", *metrics, "test_on"])
+    runs = pd.DataFrame(rows, columns=["id", "status", "error", "failed_epoch", *axes, "seed", *metrics, "test_on",
+                                       "code"])
     runs[metrics] = runs[metrics].astype(float)
     runs["failed_epoch"] = runs["failed_epoch"].astype("Int64")
     runs["variant"] = [label(k, axes) for k in variant_keys(runs)]
     return runs
+
+
+def _code(rec: dict) -> str | None:
+    """The source hashes of the code that trained a run, in session order ("a+b" when it was resumed under
+    other code); None for records older than `code` in sessions."""
+    hashes = [s["code"]["source_sha256"] for s in rec.get("sessions") or [] if s.get("code")]
+    return "+".join(dict.fromkeys(hashes)) or None
 
 
 # ---------------------------------------------------------------- variants

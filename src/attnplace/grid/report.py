@@ -106,7 +106,18 @@ def caveats(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     welch = summary[summary["test"] == "welch"]["variant"].tolist()
     if welch:
         lines.append(f"Compared unpaired (Welch; effect = Hedges' g) for lack of 2 shared seeds: {', '.join(welch)}.")
-    return lines
+    return lines + _code_caveat(completed)
+
+
+def _code_caveat(completed: pd.DataFrame) -> list[str]:
+    """Which code trained the runs (each record's sessions say), when the records say it."""
+    codes = completed["code"].value_counts(dropna=False)
+    if codes.empty or codes.index.isna().all():
+        return []  # records from before code versions were recorded
+    if len(codes) == 1:
+        return [f"All runs trained under one code version (source sha256 {codes.index[0]})."]
+    counts = ", ".join(f"{'not recorded' if pd.isna(code) else code}: {n}" for code, n in codes.items())
+    return [f"Runs trained under {len(codes)} code versions (source sha256 per run; a+b: resumed under b): {counts}."]
 
 
 # ---------------------------------------------------------------- gate trajectories
