@@ -1,6 +1,7 @@
 """Training: config validation, fit on real data, resume after SIGKILL, NaN runs, W&B offline."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -233,6 +234,7 @@ def test_completed_run_is_not_repeated(tmp_path):
     mtime = (tmp_path / "record.json").stat().st_mtime_ns
     assert fit(config) == first and (tmp_path / "record.json").stat().st_mtime_ns == mtime
     assert [s["code"] for s in first["sessions"]] == [code_version()]
+    assert first["environment"]["cpu"] and first["environment"]["device"] == f"cpu: {os.cpu_count()} cores"
 
 
 def test_wandb_offline_run_holds_gate_curves_and_accuracy(tmp_path, monkeypatch):

@@ -41,7 +41,7 @@ def error_line(err: BaseException) -> str:
 
 
 def environment(trainer: L.Trainer, settings: TrainerConfig) -> dict:
-    """Versions, device and host, and the trainer settings as resolved there (`settings.resolved()`)."""
+    """Versions, device, host and CPU, and the trainer settings as resolved there (`settings.resolved()`)."""
     import timm
     import torch
     import torchvision
@@ -52,8 +52,22 @@ def environment(trainer: L.Trainer, settings: TrainerConfig) -> dict:
         "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
         "lightning": L.__version__, "timm": timm.__version__, "device": f"{device.type}: {name}",
         "precision": str(trainer.precision), "channels_last": settings.channels_last, "compile": settings.compile,
-        "torch_threads": torch.get_num_threads(), "host": socket.gethostname(),
+        "torch_threads": torch.get_num_threads(), "host": socket.gethostname(), "cpu": cpu_model(),
     }
+
+
+def cpu_model() -> str:
+    """The processor's name and the vector kernels torch picked on it (AVX2, AVX512, ...): fp32 results on a
+    CPU differ in the last bits between processors and kernels, and over an epoch of SGD those bits grow into
+    different weights, so a run is reproduced bit for bit only on the same kind of CPU."""
+    import torch
+
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        name = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        name = platform.processor() or platform.machine()
+    return f"{name}, torch kernels {torch.backends.cpu.get_cpu_capability()}"
 
 
 def session() -> dict:
