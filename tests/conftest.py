@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from attnplace.data import load_dataset
+from record_fixtures import write_results
 
 # ../shared/data beside the project root: read-only real data for tests (see its README).
 SHARED_TARBALL = Path(__file__).resolve().parents[1].parent / "shared/data/cifar10-jpeg.tar.gz"
@@ -62,3 +63,9 @@ def wandb_records(run_dir: Path):
             record.ParseFromString(b"".join(pieces))
             pieces = []
             yield record
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    """A small grid of hand-written records (`record_fixtures.write_results`)."""
+    return write_results(tmp_path)

@@ -64,31 +64,25 @@ class RayCluster:
 
     def kill(self, name: str) -> None:
         """SIGKILL node `name`: its raylet, its Ray workers (and their runs), all at once."""
-        _kill_session(self.nodes.pop(name), signal.SIGKILL)
+        _kill_session(self.nodes.pop(name))
 
     def stop(self) -> None:
+        """Kill every node outright: a test cluster has nothing to save, and `ray start --block` took its
+        full 30 s grace period to answer SIGTERM, per test."""
         for proc in self.nodes.values():
-            _kill_session(proc, signal.SIGTERM)
-        deadline = time.time() + 30
-        for proc in self.nodes.values():
-            try:
-                proc.wait(max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                pass
-            _kill_session(proc, signal.SIGKILL)  # what SIGTERM left behind
+            _kill_session(proc)
         self.nodes.clear()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _kill_session(proc: subprocess.Popen, sig: int) -> None:
-    """Signal every process in `proc`'s session: `ray start` and all the node processes it started."""
+def _kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL every process in `proc`'s session: `ray start` and all the node processes it started."""
     for pid in _session_members(proc.pid):
         try:
-            os.kill(pid, sig)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    if sig == signal.SIGKILL:
-        proc.wait()
+    proc.wait()
 
 
 def _session_members(sid: int) -> list[int]:

@@ -1,7 +1,7 @@
 """Grids on a Ray cluster started with `ray start` (tests/ray_cluster.py): the same records as a local grid,
 a node lost mid-grid, a node that cannot see the results folder, and GPU fractions by Ray's accounting.
 
-Slow (each starts a cluster and trains small grids; about 4 minutes together on 2 idle cores):
+Slow (each starts a cluster and trains small grids; about 2.5 minutes together on 2 idle cores):
 `python -m pytest -m slow tests/test_cluster.py`.
 """
 

@@ -19,6 +19,7 @@ from attnplace.grid.runner import auto_workers, dry_run_table, plan
 from attnplace.grid.spec import load_grid
 from grids import AXES, TINY_BASE, records, same_runs, write_grid
 
+
 def test_expansion_exclude_canonical_and_stable_ids(tmp_path):
     path = write_grid(tmp_path, {"model.pattern": ["none", "p1", "p4"], "model.attention": ["se", "cbam"],
                                  "seed": [0, 1]}, exclude=[{"model.pattern": "p4", "model.attention": ["cbam"]}])

@@ -1,15 +1,14 @@
 """Results aggregation: hand-written records with known numbers in, known statistics out."""
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from record_fixtures import BASE, P1, P1_HISTORY, gates, record, row, write_runs
 from scipy import stats
 
-from attnplace.errors import UserError
 from attnplace.grid.plots import plot_accuracy
 from attnplace.grid.records import load_records
 from attnplace.grid.report import caveats, gate_trajectories, summarize, write_report
@@ -17,73 +16,6 @@ from attnplace.grid.tables import format_markdown, format_summary
 
 T975_DF2 = 4.302653  # t_{0.975, 2} from a table: the 95% CI multiplier for n = 3
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_results.ipynb"
-
-
-def record(pattern, seed, acc, *, attention="se", backbone="resnet20", status="completed",
-           history=None, axes=("model.pattern", "model.attention", "seed"), **extra):
-    """A record.json as the training code writes it; `axes` picks which config keys are grid axes."""
-    config = {"seed": seed, "model": {"backbone": backbone, "pattern": pattern, "attention": attention}}
-    values = {"model.pattern": pattern, "model.attention": attention, "model.backbone": backbone, "seed": seed}
-    metrics = None if acc is None else {
-        "test_acc": acc, "val_acc": acc, "best_val_acc": acc, "params": 1000 + seed,
-        "flops": 2e6, "train_images_per_s": 500.0, "duration_s": 10.0}
-    return {"id": f"{backbone}-{pattern}-{attention}-s{seed}", "grid": "g", "status": status,
-            "error": "loss is NaN" if status == "failed" else None,
-            "failed_epoch": 3 if status == "failed" else None,
-            "axes": {k: values[k] for k in axes}, "config": config, "metrics": metrics,
-            "history": history or [], "environment": {}, **extra}
-
-
-def write_runs(root: Path, records, grid_axes=None) -> Path:
-    for rec in records:
-        path = root / "runs" / rec["id"] / "record.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(rec if isinstance(rec, str) else json.dumps(rec))
-    if grid_axes:
-        (root / "grid.json").write_text(json.dumps({"name": "g", "axes": grid_axes}))
-    return root
-
-
-def write_raw(root: Path, run_id: str, text: str) -> Path:
-    path = root / "runs" / run_id / "record.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(text)
-    return path
-
-
-def gates(*values):
-    """Gate dict for one epoch: two stage-2 γ_s blocks and one stage-3 λ."""
-    return dict(zip(["stage2.block0.gamma_s", "stage2.block1.gamma_s", "stage3.block0.lambda"], values))
-
-
-P1_HISTORY = {0: [{"epoch": 0, "gates": gates(0.1, 0.3, 0.5)}, {"epoch": 1, "gates": gates(0.2, 0.4, 0.6)}],
-              1: [{"epoch": 0, "gates": gates(0.3, 0.5, 0.7)}, {"epoch": 1, "gates": gates(0.4, 0.6, None)}],
-              2: [{"epoch": 0}]}
-BASE = [0.90, 0.91, 0.93]
-P1 = [0.90, 0.92, 0.94]
-
-
-@pytest.fixture
-def results(tmp_path) -> Path:
-    """A small grid: baseline and p1 on seeds 0-2, p2 with one failure, p3 one seed, p4 all failed,
-    one running run, a corrupt and a partial record."""
-    recs = [record("none", s, a) for s, a in enumerate(BASE)]
-    recs += [record("p1", s, a, history=P1_HISTORY[s]) for s, a in enumerate(P1)]
-    recs += [record("p2", 0, 0.95), record("p2", 1, 0.93),
-             record("p2", 2, None, status="failed", history=[{"epoch": 0, "gates": gates(9, 9, 9)}])]
-    recs += [record("p3", 0, 0.91), record("p4", 0, None, status="failed"), record("p3", 1, None, status="running")]
-    write_runs(tmp_path, recs, {"model.pattern": ["none", "p1", "p2", "p3", "p4"],
-                                "model.attention": ["se"], "seed": [0, 1, 2]})
-    write_raw(tmp_path, "corrupt", '{"id": "corrupt", "status": ')
-    partial = record("p1", 5, 0.5)
-    del partial["metrics"]
-    write_raw(tmp_path, "partial", json.dumps(partial))
-    return tmp_path
-
-
-def row(summary: pd.DataFrame, variant: str) -> pd.Series:
-    (match,) = summary.index[summary["variant"] == variant]
-    return summary.loc[match]
 
 
 def welch_by_hand(a, b):
@@ -95,106 +27,7 @@ def welch_by_hand(a, b):
     return 2 * stats.t.sf(abs(t), df)
 
 
-# ---------------------------------------------------------------- loading
-
-
-def test_load_records_skips_bad_files_and_reports_them(results):
-    runs, problems = load_records(results)
-    assert len(runs) == 12
-    assert sorted(Path(p.split(":")[0]).parent.name for p in problems) == ["corrupt", "partial"]
-    assert any("metrics" in p for p in problems)
-    assert list(runs.columns[:7]) == ["id", "status", "error", "failed_epoch",
-                                      "model.pattern", "model.attention", "seed"]
-    p2_failed = runs.set_index("id").loc["resnet20-p2-se-s2"]
-    assert (p2_failed["status"], p2_failed["error"], p2_failed["failed_epoch"]) == ("failed", "loss is NaN", 3)
-    assert math.isnan(p2_failed["test_acc"])
-    assert runs.set_index("id").loc["resnet20-p1-se-s1", "test_acc"] == 0.92
-    assert "test_acc5" not in runs
-
-
-@pytest.mark.parametrize("mutate, reason", [
-    (lambda r: r.update(status="done"), "'status'"),
-    (lambda r: r["metrics"].update(test_acc=91.2), "fractions"),
-    (lambda r: r["metrics"].update(params="big"), "metrics.params"),
-    (lambda r: r.update(config=[1]), "'config'"),
-    (lambda r: r.update(history=[{"epoch": 0, "gates": {"stage2.block0.lambda": "x"}}]), "history[0].gates"),
-    (lambda r: r.update(failed_epoch=True), "failed_epoch"),
-])
-def test_wrong_types_are_problems_not_crashes(tmp_path, mutate, reason):
-    bad = record("p1", 0, 0.9)
-    mutate(bad)
-    path = write_raw(tmp_path, "bad", json.dumps(bad))
-    write_runs(tmp_path, [record("none", 0, 0.9)])
-    runs, problems = load_records(tmp_path)
-    assert list(runs["id"]) == ["resnet20-none-se-s0"]
-    assert len(problems) == 1 and problems[0].startswith(str(path)) and reason in problems[0]
-
-
-def test_single_runs_without_axes_use_backbone_pattern_attention(tmp_path):
-    write_runs(tmp_path, [record("p4", 0, 0.9, axes=(), attention="cbam"),
-                          record("none", 0, 0.8, axes=(), backbone="resnet56")])
-    runs, problems = load_records(tmp_path)
-    assert problems == []
-    assert list(runs.columns[4:8]) == ["model.backbone", "model.pattern", "model.attention", "seed"]
-    assert sorted(runs["variant"]) == ["resnet20/p4/cbam", "resnet56/none"]
-
-
-def test_missing_or_empty_results_dir_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="nope"):
-        load_records(tmp_path / "nope")
-    write_raw(tmp_path, "corrupt", "{")
-    with pytest.raises(UserError, match=str(tmp_path)):
-        write_report(tmp_path)
-
-
-def _with_epochs(rec: dict, epochs: int) -> dict:
-    rec["config"]["trainer"] = {"max_epochs": epochs}
-    rec["id"] += f"-e{epochs}"
-    return rec
-
-
-def test_a_variant_mixing_two_configs_is_refused_with_one_line(tmp_path):
-    """A grid rerun with more epochs beside the old runs: averaging them would mix two experiments."""
-    recs = [_with_epochs(record(p, s, 0.9), 10) for p in ("none", "p1") for s in (0, 1)]
-    recs.append(_with_epochs(record("p1", 2, 0.95), 20))
-    write_runs(tmp_path, recs)
-    with pytest.raises(UserError) as err:
-        load_records(tmp_path)
-    message = str(err.value)
-    assert "\n" not in message and "variant p1/se mixes runs" in message
-    assert "trainer.max_epochs (10 vs 20)" in message
-
-
-def test_variants_from_different_base_configs_are_refused(tmp_path):
-    recs = [_with_epochs(record("none", s, 0.9), 10) for s in (0, 1)]
-    recs += [_with_epochs(record("p1", s, 0.9), 30) for s in (0, 1)]
-    with pytest.raises(UserError, match=r"runs differ in trainer.max_epochs \(10 vs 30\), which is not an axis"):
-        load_records(write_runs(tmp_path, recs))
-
-
-def test_repeated_seeds_are_refused(tmp_path):
-    again = record("p1", 1, 0.93)
-    again["id"] += "-again"
-    write_runs(tmp_path, [record("none", 1, 0.9), record("p1", 1, 0.92), again])
-    with pytest.raises(UserError, match="variant p1/se has seed 1 more than once"):
-        load_records(tmp_path)
-
-
-def test_grid_json_run_list_leaves_earlier_runs_out(tmp_path):
-    old = [_with_epochs(record(p, s, 0.5), 10) for p in ("none", "p1") for s in (0, 1)]
-    new = [_with_epochs(record(p, s, 0.9 + 0.01 * s), 20) for p in ("none", "p1") for s in (0, 1)]
-    write_runs(tmp_path, old + new)
-    (tmp_path / "grid.json").write_text(json.dumps({"name": "g", "axes": {"model.pattern": [], "seed": []},
-                                                     "runs": [r["id"] for r in new] + ["never-started"]}))
-    report = write_report(tmp_path)
-    assert sorted(report.runs["id"]) == sorted(r["id"] for r in new)
-    assert report.summary.set_index("variant").loc["p1/se", "acc_mean"] == pytest.approx(0.905)
-    assert report.notes == ["4 run folder(s) in runs/ are not in grid.json (an earlier configuration of the grid) "
-                            "and are left out, e.g. resnet20-none-se-s0-e10",
-                            "unfinished: 1 run(s) not started, 0 stopped mid-training (not counted); rerun the "
-                            "grid command to finish them"]
-    assert report.problems == []  # a run not started yet is pending, not a broken record
-    assert "are not in grid.json" in (tmp_path / "summary.md").read_text()
+# ---------------------------------------------------------------- caveats
 
 
 def test_summary_says_which_weights_were_tested(tmp_path):

@@ -14,7 +14,6 @@ import torch
 
 import attnplace
 from attnplace.cli import main
-from attnplace.errors import UserError
 from attnplace.train.config import load_config
 from attnplace.train.fit import fit
 from attnplace.train.module import PlacementModule
@@ -24,55 +23,6 @@ from conftest import SHARED_TARBALL, comparable, wandb_records
 TINY = ["data.name=synthetic", "data.path=null", "data.val_size=100", "data.batch_size=50",
         "data.synthetic={num_train: 600, num_test: 100, image_size: 16}", "model.backbone=resnet20",
         "trainer.progress_bar=false", "trainer.deterministic=true", "optim.warmup_epochs=0"]
-
-
-@pytest.mark.parametrize("overrides,message", [
-    (["model.pattern=p9"], "model.pattern='p9' is invalid; valid: none, p1, p2, p3, p3c, p4"),
-    (["optim.lr=-0.1"], "optim.lr=-0.1 is invalid; valid: > 0"),
-    (["data.name=imagefolder", "data.path=/no/such/dir"], "data.path='/no/such/dir' is invalid; valid: an existing"),
-    (["data.name=mnist"], "data.name='mnist' is invalid; valid: cifar10, cifar100, fashion-mnist, imagefolder"),
-    (["model.patern=p1"], "unknown key 'model.patern'; valid: model.attention"),
-    (["trainer.max_epochs=ten"], "trainer.max_epochs: expected int, got 'ten'"),
-    (["model.stages=[1, x]"], "model.stages: expected int, got 'x'"),
-    (["trainer.precision=fp8"], "trainer.precision='fp8' is invalid; valid: 32-true, bf16-mixed, 16-mixed"),
-    (["model.lambda_init=2"], "model.lambda_init=2.0 is invalid; valid: a mixing weight in [0, 1]"),
-    (["lr=0.1"], "unknown key 'lr'; valid: name, seed, model"),
-    (["optim.lr"], "override 'optim.lr' is not key=value"),
-    (["model.stages=[4]"], "model.stages=[4] is invalid; valid: a non-empty list of resnet20's stages 1..3"),
-    (["model.backbone=flat", "model.stages=[0, 1]"],
-     "model.stages=[0, 1] is invalid; valid: a non-empty list of flat's stages 1..2"),
-    (["optim.momentum=0"], "optim.momentum=0.0 is invalid; valid: in (0, 1) with nesterov=true"),
-    (["optim.gate_lr_scale=0"], "optim.gate_lr_scale=0.0 is invalid; valid: > 0"),
-    (["model.p4_gate=soft"], "model.p4_gate='soft' is invalid; valid: near_identity, direct"),
-    (["trainer.test_on=best"], "trainer.test_on='best' is invalid; valid: final, best_val"),
-    (["trainer.test_on=best_val", "data.val_size=0"], "trainer.test_on='best_val' is invalid; valid: final when"),
-])
-def test_bad_configs_are_rejected_with_one_line(overrides, message):
-    with pytest.raises(UserError) as err:
-        load_config(None, overrides)
-    assert message in str(err.value) and "\n" not in str(err.value)
-
-
-def test_cli_reports_bad_config_without_traceback(tmp_path, capsys):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("model:\n  pattern: p9\n")
-    assert main(["fit", str(bad), "trainer.max_epochs=1"]) == 2
-    err = capsys.readouterr().err
-    assert err.strip() == ("attnplace: error: model.pattern='p9' is invalid; valid: none, p1, p2, p3, p3c, p4")
-    assert main(["fit", str(tmp_path / "missing.yaml")]) == 2
-    assert "missing.yaml' not found" in capsys.readouterr().err
-    (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
-    assert main(["fit", str(tmp_path / "broken.yaml")]) == 2
-    assert "not valid YAML" in capsys.readouterr().err
-
-
-def test_config_errors_come_before_any_data_is_read(tmp_path, capsys):
-    """Stages out of range and Nesterov without momentum fail at the config, not at a dataset or in torch."""
-    for override in ("model.stages=[4]", "optim.momentum=0"):
-        assert main(["fit", "data.name=cifar10", f"data.path={tmp_path / 'nothing-here'}", override]) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and override.split("=")[0] in err and "download" not in err
-    assert not list(tmp_path.iterdir())
 
 
 def test_gate_lr_scale_changes_only_the_gates_lr():
@@ -115,40 +65,6 @@ def test_best_val_tests_the_best_validation_epoch(tmp_path):
     assert record["metrics"]["tested_epoch"] == val.index(max(val))
     best = torch.load(tmp_path / "best.ckpt", weights_only=False)
     assert best["epoch"] == record["metrics"]["tested_epoch"]  # saved during that epoch's validation
-
-
-def test_run_ids_are_stable_and_canonical():
-    a = load_config(None, ["model.pattern=none", "model.attention=se", "model.gamma_s_init=0.5"])
-    b = load_config(None, ["model.pattern=none", "model.attention=cbam", "output_dir=elsewhere"])
-    assert a.run_id == b.run_id and a.model.attention == "none" and a.model.gamma_s_init == 0.0
-    assert a.run_id.startswith("resnet20-none-none-s0-")
-    c = load_config(None, ["model.pattern=p4", "model.gamma_s_init=0.5"])
-    assert c.run_id != load_config(None, ["model.pattern=p4"]).run_id
-    assert load_config(None, ["seed=1"]).run_id != load_config(None, ["seed=2"]).run_id
-
-
-@pytest.mark.parametrize("overrides,scaled", [
-    (["model.pattern=p1"], False), (["model.pattern=p3c"], True),
-    (["model.pattern=p3c", "model.learn_lambda=false"], False), (["model.pattern=p4"], True),
-    (["model.pattern=p4", "model.learn_gamma_s=false", "model.p4_gate=direct"], False),
-])
-def test_gate_lr_scale_is_kept_only_where_gates_learn(overrides, scaled):
-    config = load_config(None, [*overrides, "optim.gate_lr_scale=10"])
-    assert config.optim.gate_lr_scale == (10 if scaled else 1)
-
-
-def test_p4_direct_drops_gamma_r_options_from_the_run():
-    a = load_config(None, ["model.pattern=p4", "model.p4_gate=direct", "model.gamma_r_init=0.5"])
-    b = load_config(None, ["model.pattern=p4", "model.p4_gate=direct"])
-    assert a.run_id == b.run_id and a.model.gamma_r_init == 0.1
-
-
-def test_yaml_config_and_overrides_merge(tmp_path):
-    path = tmp_path / "c.yaml"
-    path.write_text("model: {pattern: p3c, stages: [2, 3]}\noptim: {lr: 0.05}\n")
-    config = load_config(path, ["optim.lr=0.2", "model.attention=eca"])
-    assert (config.model.pattern, config.model.stages, config.optim.lr, config.model.attention) == \
-        ("p3c", (2, 3), 0.2, "eca")
 
 
 def test_fit_on_shared_cifar10_learns_and_moves_gammas(tmp_path, monkeypatch, shared_cifar):
@@ -278,21 +194,6 @@ def test_readme_quickstart_config_trains(tmp_path, monkeypatch, shared_cifar):
     assert record["status"] == "completed" and record["metrics"]["test_acc"] > 0.3
 
 
-def test_gpu_preset_resolves_auto_settings_per_device():
-    auto = load_config(None, []).trainer
-    assert (auto.precision, auto.channels_last, auto.compile) == ("auto", None, None)
-    cpu, gpu = auto.resolved("cpu"), auto.resolved("cuda")
-    assert (cpu.precision, cpu.channels_last, cpu.compile) == ("32-true", False, False)  # as before the preset
-    assert (gpu.precision, gpu.channels_last, gpu.compile) == ("bf16-mixed", True, True)
-    explicit = load_config(None, ["trainer.precision=32-true", "trainer.compile=false"]).trainer.resolved("cuda")
-    assert (explicit.precision, explicit.channels_last, explicit.compile) == ("32-true", True, False)
-    assert load_config(None, ["trainer.accelerator=cpu"]).trainer.device() == "cpu"
-    if not torch.cuda.is_available():
-        assert auto.device() == "cpu" and auto.resolved() == cpu
-        module = PlacementModule(load_config(None, []).to_dict(), 10, 3)
-        assert module.forward_fn is module.model and not module.channels_last  # eager, default layout
-
-
 SYNCS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")
 
 
@@ -369,7 +270,7 @@ def test_records_name_the_code_that_trained_them(tmp_path):
     assert git_commit(copy) is None
     (copy / "models" / "blocks.py").write_text((copy / "models" / "blocks.py").read_text() + "# changed\n")
     assert source_hash(copy) != code_version()["source_sha256"]
-    head = subprocess.run(["git", "-C", str(package), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                          text=True)
+    head = subprocess.run(["git", "-C", str(package), "rev-parse", "--short=12", "HEAD"], check=False,
+                          capture_output=True, text=True)
     if head.returncode == 0:  # a git checkout (CI's is): the record names the commit
         assert code_version()["git"].removesuffix("+dirty") == head.stdout.strip()

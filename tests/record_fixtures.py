@@ -1,0 +1,72 @@
+"""Hand-written `record.json`s with known numbers, for the report and record-loading tests."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+
+def record(pattern, seed, acc, *, attention="se", backbone="resnet20", status="completed",
+           history=None, axes=("model.pattern", "model.attention", "seed"), **extra):
+    """A record.json as the training code writes it; `axes` picks which config keys are grid axes."""
+    config = {"seed": seed, "model": {"backbone": backbone, "pattern": pattern, "attention": attention}}
+    values = {"model.pattern": pattern, "model.attention": attention, "model.backbone": backbone, "seed": seed}
+    metrics = None if acc is None else {
+        "test_acc": acc, "val_acc": acc, "best_val_acc": acc, "params": 1000 + seed,
+        "flops": 2e6, "train_images_per_s": 500.0, "duration_s": 10.0}
+    return {"id": f"{backbone}-{pattern}-{attention}-s{seed}", "grid": "g", "status": status,
+            "error": "loss is NaN" if status == "failed" else None,
+            "failed_epoch": 3 if status == "failed" else None,
+            "axes": {k: values[k] for k in axes}, "config": config, "metrics": metrics,
+            "history": history or [], "environment": {}, **extra}
+
+
+def write_runs(root: Path, records, grid_axes=None) -> Path:
+    for rec in records:
+        path = root / "runs" / rec["id"] / "record.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(rec if isinstance(rec, str) else json.dumps(rec))
+    if grid_axes:
+        (root / "grid.json").write_text(json.dumps({"name": "g", "axes": grid_axes}))
+    return root
+
+
+def write_raw(root: Path, run_id: str, text: str) -> Path:
+    path = root / "runs" / run_id / "record.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    return path
+
+
+def gates(*values):
+    """Gate dict for one epoch: two stage-2 γ_s blocks and one stage-3 λ."""
+    return dict(zip(["stage2.block0.gamma_s", "stage2.block1.gamma_s", "stage3.block0.lambda"], values))
+
+
+P1_HISTORY = {0: [{"epoch": 0, "gates": gates(0.1, 0.3, 0.5)}, {"epoch": 1, "gates": gates(0.2, 0.4, 0.6)}],
+              1: [{"epoch": 0, "gates": gates(0.3, 0.5, 0.7)}, {"epoch": 1, "gates": gates(0.4, 0.6, None)}],
+              2: [{"epoch": 0}]}
+BASE = [0.90, 0.91, 0.93]
+P1 = [0.90, 0.92, 0.94]
+
+
+def write_results(root: Path) -> Path:
+    """A small grid: baseline and p1 on seeds 0-2, p2 with one failure, p3 one seed, p4 all failed,
+    one running run, a corrupt and a partial record."""
+    recs = [record("none", s, a) for s, a in enumerate(BASE)]
+    recs += [record("p1", s, a, history=P1_HISTORY[s]) for s, a in enumerate(P1)]
+    recs += [record("p2", 0, 0.95), record("p2", 1, 0.93),
+             record("p2", 2, None, status="failed", history=[{"epoch": 0, "gates": gates(9, 9, 9)}])]
+    recs += [record("p3", 0, 0.91), record("p4", 0, None, status="failed"), record("p3", 1, None, status="running")]
+    write_runs(root, recs, {"model.pattern": ["none", "p1", "p2", "p3", "p4"],
+                                "model.attention": ["se"], "seed": [0, 1, 2]})
+    write_raw(root, "corrupt", '{"id": "corrupt", "status": ')
+    partial = record("p1", 5, 0.5)
+    del partial["metrics"]
+    write_raw(root, "partial", json.dumps(partial))
+    return root
+
+
+def row(summary: pd.DataFrame, variant: str) -> pd.Series:
+    (match,) = summary.index[summary["variant"] == variant]
+    return summary.loc[match]

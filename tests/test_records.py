@@ -1,0 +1,112 @@
+"""Which runs a report reads: bad records are named and left out, and a folder that is not one experiment
+(mixed configs, repeated seeds, different base configs) is refused with one line."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from record_fixtures import record, write_raw, write_runs
+
+from attnplace.errors import UserError
+from attnplace.grid.records import load_records
+from attnplace.grid.report import write_report
+
+
+def test_load_records_skips_bad_files_and_reports_them(results):
+    runs, problems = load_records(results)
+    assert len(runs) == 12
+    assert sorted(Path(p.split(":")[0]).parent.name for p in problems) == ["corrupt", "partial"]
+    assert any("metrics" in p for p in problems)
+    assert list(runs.columns[:7]) == ["id", "status", "error", "failed_epoch",
+                                      "model.pattern", "model.attention", "seed"]
+    p2_failed = runs.set_index("id").loc["resnet20-p2-se-s2"]
+    assert (p2_failed["status"], p2_failed["error"], p2_failed["failed_epoch"]) == ("failed", "loss is NaN", 3)
+    assert math.isnan(p2_failed["test_acc"])
+    assert runs.set_index("id").loc["resnet20-p1-se-s1", "test_acc"] == 0.92
+    assert "test_acc5" not in runs
+
+
+@pytest.mark.parametrize("mutate, reason", [
+    (lambda r: r.update(status="done"), "'status'"),
+    (lambda r: r["metrics"].update(test_acc=91.2), "fractions"),
+    (lambda r: r["metrics"].update(params="big"), "metrics.params"),
+    (lambda r: r.update(config=[1]), "'config'"),
+    (lambda r: r.update(history=[{"epoch": 0, "gates": {"stage2.block0.lambda": "x"}}]), "history[0].gates"),
+    (lambda r: r.update(failed_epoch=True), "failed_epoch"),
+])
+def test_wrong_types_are_problems_not_crashes(tmp_path, mutate, reason):
+    bad = record("p1", 0, 0.9)
+    mutate(bad)
+    path = write_raw(tmp_path, "bad", json.dumps(bad))
+    write_runs(tmp_path, [record("none", 0, 0.9)])
+    runs, problems = load_records(tmp_path)
+    assert list(runs["id"]) == ["resnet20-none-se-s0"]
+    assert len(problems) == 1 and problems[0].startswith(str(path)) and reason in problems[0]
+
+
+def test_single_runs_without_axes_use_backbone_pattern_attention(tmp_path):
+    write_runs(tmp_path, [record("p4", 0, 0.9, axes=(), attention="cbam"),
+                          record("none", 0, 0.8, axes=(), backbone="resnet56")])
+    runs, problems = load_records(tmp_path)
+    assert problems == []
+    assert list(runs.columns[4:8]) == ["model.backbone", "model.pattern", "model.attention", "seed"]
+    assert sorted(runs["variant"]) == ["resnet20/p4/cbam", "resnet56/none"]
+
+
+def test_missing_or_empty_results_dir_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="nope"):
+        load_records(tmp_path / "nope")
+    write_raw(tmp_path, "corrupt", "{")
+    with pytest.raises(UserError, match=str(tmp_path)):
+        write_report(tmp_path)
+
+
+def _with_epochs(rec: dict, epochs: int) -> dict:
+    rec["config"]["trainer"] = {"max_epochs": epochs}
+    rec["id"] += f"-e{epochs}"
+    return rec
+
+
+def test_a_variant_mixing_two_configs_is_refused_with_one_line(tmp_path):
+    """A grid rerun with more epochs beside the old runs: averaging them would mix two experiments."""
+    recs = [_with_epochs(record(p, s, 0.9), 10) for p in ("none", "p1") for s in (0, 1)]
+    recs.append(_with_epochs(record("p1", 2, 0.95), 20))
+    write_runs(tmp_path, recs)
+    with pytest.raises(UserError) as err:
+        load_records(tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and "variant p1/se mixes runs" in message
+    assert "trainer.max_epochs (10 vs 20)" in message
+
+
+def test_variants_from_different_base_configs_are_refused(tmp_path):
+    recs = [_with_epochs(record("none", s, 0.9), 10) for s in (0, 1)]
+    recs += [_with_epochs(record("p1", s, 0.9), 30) for s in (0, 1)]
+    with pytest.raises(UserError, match=r"runs differ in trainer.max_epochs \(10 vs 30\), which is not an axis"):
+        load_records(write_runs(tmp_path, recs))
+
+
+def test_repeated_seeds_are_refused(tmp_path):
+    again = record("p1", 1, 0.93)
+    again["id"] += "-again"
+    write_runs(tmp_path, [record("none", 1, 0.9), record("p1", 1, 0.92), again])
+    with pytest.raises(UserError, match="variant p1/se has seed 1 more than once"):
+        load_records(tmp_path)
+
+
+def test_grid_json_run_list_leaves_earlier_runs_out(tmp_path):
+    old = [_with_epochs(record(p, s, 0.5), 10) for p in ("none", "p1") for s in (0, 1)]
+    new = [_with_epochs(record(p, s, 0.9 + 0.01 * s), 20) for p in ("none", "p1") for s in (0, 1)]
+    write_runs(tmp_path, old + new)
+    (tmp_path / "grid.json").write_text(json.dumps({"name": "g", "axes": {"model.pattern": [], "seed": []},
+                                                     "runs": [r["id"] for r in new] + ["never-started"]}))
+    report = write_report(tmp_path)
+    assert sorted(report.runs["id"]) == sorted(r["id"] for r in new)
+    assert report.summary.set_index("variant").loc["p1/se", "acc_mean"] == pytest.approx(0.905)
+    assert report.notes == ["4 run folder(s) in runs/ are not in grid.json (an earlier configuration of the grid) "
+                            "and are left out, e.g. resnet20-none-se-s0-e10",
+                            "unfinished: 1 run(s) not started, 0 stopped mid-training (not counted); rerun the "
+                            "grid command to finish them"]
+    assert report.problems == []  # a run not started yet is pending, not a broken record
+    assert "are not in grid.json" in (tmp_path / "summary.md").read_text()
