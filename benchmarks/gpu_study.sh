@@ -9,8 +9,9 @@
 # Workers: best_workers from results/benchmarks/gpu.json (benchmarks/gpu.sh) when there is one, else auto.
 # Time: after $STUDY_TIME_LIMIT seconds (default 540 when $OUT is set, i.e. inside a 10-minute device call;
 #   else none) the grid is interrupted; finished epochs are kept in last.ckpt and resume next time.
-# Writes: results/cifar10_placement/ (runs; the tables once the grid is complete) and its study_calls.jsonl,
-#   one line per call: start, device, workers, wall seconds, exit status (124: stopped by the time limit).
+# Writes: results/cifar10_placement/ (runs; the tables once the grid is complete) and its calls.jsonl, one
+#   line per call (the grid writes it): command, device, workers, start, wall time, how it ended
+#   ("interrupted" when the time limit stopped it).
 #   With $OUT set, $OUT/cifar10_placement.tar.gz (benchmarks/pack.py): unpacked at the repository root of a
 #   fresh machine, it lets the study resume there.
 # --smoke: 1 epoch of a tiny synthetic dataset per run, into /tmp/attnplace-study-smoke: checks this script,
@@ -30,18 +31,12 @@ fi
 workers=$("$python" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("best_workers") or "auto")' \
           results/benchmarks/gpu.json 2>/dev/null || echo auto)
 limit=${STUDY_TIME_LIMIT:-$([ -n "${OUT:-}" ] && echo 540 || echo 0)}
-device=$("$python" -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")')
-started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-start=$(date +%s)
 # SIGINT to the grid and its workers: each stops at once, keeping the epochs its last.ckpt holds.
 timeout --signal=INT --kill-after=60 "$limit" "$python" -m attnplace.cli grid experiments/cifar10_placement.yaml \
   --workers "$workers" "${data[@]}" "output_dir=$out_dir" "$@"
 status=$?
-wall=$(( $(date +%s) - start ))
 results="$out_dir/cifar10_placement"
 mkdir -p "$results"
-printf '{"started": "%s", "device": "%s", "workers": "%s", "wall_s": %d, "status": %d}\n' \
-  "$started" "$device" "$workers" "$wall" "$status" >> "$results/study_calls.jsonl"
 [ "$status" = 124 ] && echo "stopped after ${limit} s: run the same command again to go on"
 if [ -n "${OUT:-}" ]; then
   "$python" benchmarks/pack.py "$OUT/cifar10_placement.tar.gz" "$results"

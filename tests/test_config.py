@@ -31,7 +31,6 @@ from attnplace.train.module import PlacementModule
     (["trainer.test_on=best"], "trainer.test_on='best' is invalid; valid: final, best_val"),
     (["trainer.test_on=best_val", "data.val_size=0"], "trainer.test_on='best_val' is invalid; valid: final when"),
 ])
-
 def test_bad_configs_are_rejected_with_one_line(overrides, message):
     with pytest.raises(UserError) as err:
         load_config(None, overrides)
@@ -75,7 +74,6 @@ def test_run_ids_are_stable_and_canonical():
     (["model.pattern=p3c", "model.learn_lambda=false"], False), (["model.pattern=p4"], True),
     (["model.pattern=p4", "model.learn_gamma_s=false", "model.p4_gate=direct"], False),
 ])
-
 def test_gate_lr_scale_is_kept_only_where_gates_learn(overrides, scaled):
     config = load_config(None, [*overrides, "optim.gate_lr_scale=10"])
     assert config.optim.gate_lr_scale == (10 if scaled else 1)

@@ -96,6 +96,14 @@ def test_failing_run_is_recorded_and_the_grid_goes_on(tmp_path, capsys, workers_
     assert "0 to run" in capsys.readouterr().out
     assert main(["grid", str(path), "--retry-failed"]) == 1
     assert "1 to run" in capsys.readouterr().out
+    # Each call left its line: the command as typed, what it ran and how it ended; the report lists them.
+    calls = [json.loads(line) for line in (tmp_path / "out" / "fail" / "calls.jsonl").read_text().splitlines()]
+    assert [c["command"] for c in calls] == [f"attnplace grid {path}"] * 2 + [f"attnplace grid {path} --retry-failed"]
+    assert [(c["to_run"], c["completed"], c["failed"], c["outcome"]) for c in calls] == [
+        (2, 1, 1, "finished"), (0, 1, 1, "finished"), (1, 1, 1, "finished")]
+    assert calls[0]["wall_s"] > 0 and all(c["device"] and c["workers"] == 1 for c in calls)
+    summary_md = (tmp_path / "out" / "fail" / "summary.md").read_text()
+    assert summary_md.count(f"- `attnplace grid {path}") == 3 and "3 calls, " in summary_md
 
 
 def test_setup_error_stops_the_grid_with_one_line(tmp_path, capsys, workers_started):
@@ -118,6 +126,9 @@ def test_setup_error_stops_the_grid_with_one_line(tmp_path, capsys, workers_star
     failed = records(tmp_path / "out" / "nodata")
     assert [(r["status"], r["failed_epoch"]) for r in failed.values()] == [("failed", None)] * 2
     assert len(plan(grid)) == 3  # failed before training: the next run of the grid tries them again
+    (call,) = [json.loads(line) for line in (tmp_path / "out" / "nodata" / "calls.jsonl").read_text().splitlines()]
+    assert call["outcome"].startswith(f"stopped: {message}") and call["outcome"].endswith("grid stopped)")
+    assert (call["to_run"], call["completed"], call["failed"]) == (3, 0, 2)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ User mistakes (`UserError`) print one line and exit with status 2; anything else
 """
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -55,7 +56,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
         return 0
     workers = auto_workers() if args.workers == "auto" else args.workers
     counts = run_grid(grid, launcher=args.launcher, workers=workers, retry_failed=args.retry_failed,
-                      address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
+                      address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
+                      command=args.command)
     report(grid.results_dir, wandb=any(r.config.logger == "wandb" for r in grid.runs))
     print(f"grid {grid.name}: {counts['completed']}/{counts['runs']} runs completed, {counts['failed']} failed"
           + (" (rerun with --retry-failed)" if counts["failed"] else "") + f"; results in {grid.results_dir}")
@@ -143,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
+    args.command = shlex.join(["attnplace", *(sys.argv[1:] if argv is None else argv)])  # as calls.jsonl shows it
     try:
         return args.func(args)
     except UserError as err:

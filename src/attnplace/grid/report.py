@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..atomic import atomic_write
 from . import stats
+from .calls import describe_calls, read_calls
 from .plots import plot_accuracy, plot_gates, png_bytes
 from .records import BASELINE, PATTERN, axis_columns, is_placement, load, runs_frame, variant_keys
 from .tables import format_latex, format_markdown
@@ -199,6 +200,8 @@ def _markdown_document(results_dir: Path, report: Report) -> str:
              "p-value over the comparisons with that baseline, and the effect size (d_z paired, Hedges' g "
              "unpaired).", "", format_markdown(report.summary), ""]
     parts += [f"- {line}" for line in report.caveats + report.notes]
+    if calls := describe_calls(read_calls(results_dir)):
+        parts += ["", "## How these results were made (calls.jsonl)", "", *(f"- {line}" for line in calls)]
     if report.problems:
         parts += ["", "## Skipped records", "", *(f"- `{p}`" for p in report.problems)]
     return "\n".join(parts) + "\n"

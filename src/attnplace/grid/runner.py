@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from ..atomic import write_json
 from ..errors import UserError
 from ..train.record import read_record
+from .calls import recorded_call
 from .spec import Grid, GridRun
 from .worker import make_payload
 
@@ -112,14 +113,16 @@ def launch_local(runs: list[GridRun], grid: Grid, workers: int) -> Iterator[dict
 
 class Worker:
     """A `python -m attnplace.grid.worker` process (see worker.py). Its own output outside runs, such as an
-    import error, goes to the grid's stderr."""
+    import error, goes to the grid's stderr. It has a process group of its own, so Ctrl-C (or a time limit's
+    SIGINT to the group) reaches only the grid, which stops its workers: one message, no worker tracebacks."""
 
     def __init__(self, gpu: str | None):
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         self.proc = subprocess.Popen([sys.executable, "-m", "attnplace.grid.worker"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env, preexec_fn=_die_with_parent)
+                                     stdout=subprocess.PIPE, text=True, env=env, preexec_fn=_die_with_parent,
+                                     process_group=0)
         self.replies = self.proc.stdout
         self.run: GridRun | None = None  # the run it is training
 
@@ -186,8 +189,9 @@ def _visible_gpus() -> list[str]:
 
 def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_failed: bool = False,
              address: str | None = None, gpus_per_run: float = 0.0, cpus_per_run: float = 1.0,
-             echo=lambda line: print(line, flush=True)) -> dict:
-    """Run what is left of `grid`; return counts {"runs", "completed", "failed", "ran"}.
+             command: str | None = None, echo=lambda line: print(line, flush=True)) -> dict:
+    """Run what is left of `grid`; return counts {"runs", "completed", "failed", "to_run"}. The call, with its
+    `command` line, is added to the results folder's `calls.jsonl` (calls.py) however it ends.
 
     When the first runs to finish all failed on the same `UserError` (missing data, say), every other run
     would too: the grid stops its workers, starts no more runs and raises that error.
@@ -197,28 +201,39 @@ def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_fai
     todo = plan(grid, retry_failed)
     echo(f"grid {grid.name}: {len(grid.runs)} runs, {len(grid.runs) - len(todo)} already recorded, "
          f"{len(todo)} to run ({launcher}, {workers} at once) -> {grid.results_dir}")
+    with recorded_call(grid.results_dir, command, launcher, workers, address) as call:
+        call["to_run"], errors = len(todo), {}
+        try:
+            follow(launch(todo, grid, launcher, workers, address, gpus_per_run, cpus_per_run), len(todo), workers,
+                   echo, errors)
+        finally:
+            statuses = write_status(grid, errors)
+            call.update(runs=len(grid.runs), completed=statuses.count("completed"), failed=statuses.count("failed"))
+    return {key: call[key] for key in ("runs", "completed", "failed", "to_run")}
+
+
+def launch(todo: list[GridRun], grid: Grid, launcher: str, workers: int, address: str | None,
+           gpus_per_run: float, cpus_per_run: float) -> Iterator[dict]:
     if launcher == "ray":
         from .cluster import launch_ray
 
-        results = launch_ray(todo, grid, workers, address, gpus_per_run, cpus_per_run)
-    else:
-        results = launch_local(todo, grid, workers)
-    progress = Progress(len(todo), workers)
-    first, errors = [], {}
-    try:
-        for result in results:
-            echo(progress.update(result))
-            if result["status"] != "completed":
-                errors[result["id"]] = result.get("error")
-            if len(first) < min(STOP_AFTER, len(todo)):
-                first.append(result)
-                if len(first) == min(STOP_AFTER, len(todo)) and (mistake := shared_user_error(first)):
-                    results.close()
-                    raise UserError(f"{mistake} (the first {len(first)} runs failed on it; grid stopped)")
-    finally:
-        statuses = write_status(grid, errors)
-    return {"runs": len(grid.runs), "completed": statuses.count("completed"), "failed": statuses.count("failed"),
-            "ran": len(todo)}
+        return launch_ray(todo, grid, workers, address, gpus_per_run, cpus_per_run)
+    return launch_local(todo, grid, workers)
+
+
+def follow(results: Iterator[dict], total: int, workers: int, echo, errors: dict[str, str]) -> None:
+    """Echo each run's result as it comes and note its error; stop the grid (close `results`, raise) when its
+    first runs all failed on one `UserError`."""
+    progress, first = Progress(total, workers), []
+    for result in results:
+        echo(progress.update(result))
+        if result["status"] != "completed":
+            errors[result["id"]] = result.get("error")
+        if len(first) < min(STOP_AFTER, total):
+            first.append(result)
+            if len(first) == min(STOP_AFTER, total) and (mistake := shared_user_error(first)):
+                results.close()
+                raise UserError(f"{mistake} (the first {len(first)} runs failed on it; grid stopped)")
 
 
 def shared_user_error(results: list[dict]) -> str | None:

@@ -76,7 +76,7 @@ def session() -> dict:
     from (`from_epoch`, set when training starts) and the last time it wrote the record (`ended`). On a Ray
     task it also names the node and the GPUs Ray assigned, beside the `CUDA_VISIBLE_DEVICES` the task saw.
     `code` says which attnplace trained it (`code_version`): a run resumed under other code shows it here."""
-    info = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now(), "ended": None, "from_epoch": 0,
+    info = {"host": socket.gethostname(), "pid": os.getpid(), "started": now(), "ended": None, "from_epoch": 0,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "code": code_version()}
     ray = sys.modules.get("ray")  # imported only where a Ray task runs this: ray is optional
     if ray is not None and ray.is_initialized():
@@ -111,7 +111,7 @@ def git_commit(folder: Path) -> str | None:
         return None
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
@@ -181,7 +181,7 @@ class RunRecorder(L.Callback):
 
     def write(self, status: str, **fields) -> dict:
         self.record.update(status=status, history=self.history, **fields)
-        self.record["sessions"][-1]["ended"] = _now()
+        self.record["sessions"][-1]["ended"] = now()
         self.record.setdefault("metrics", {}).update(duration_s=round(self.duration(), 2), **self.throughput())
         write_json(self.path, self.record)
         return self.record
