@@ -17,6 +17,7 @@ from grids import AXES, TINY_BASE, records, same_runs, write_grid
 from ray_cluster import RayCluster
 
 from attnplace.cli import main
+from attnplace.grid.calls import read_calls
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -119,7 +120,9 @@ def test_a_node_that_cannot_see_the_results_folder_stops_the_grid(tmp_path, clus
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"attnplace: error: results folder {out / 'tiny'} is not shared with Ray node(s) ")
     assert "(node " in last and "put output_dir on a filesystem every node mounts at the same path" in last
-    assert sorted(p.name for p in (out / "tiny").iterdir()) == ["grid.json", "status.json"]  # nothing trained
+    assert sorted(p.name for p in (out / "tiny").iterdir()) == ["calls.jsonl", "grid.json", "status.json"]
+    (call,) = read_calls(out / "tiny")  # nothing trained, and the call says why it stopped
+    assert call["outcome"].startswith("stopped: results folder") and call["completed"] == 0
 
 
 def test_gpu_fractions_pack_runs_by_rays_accounting(tmp_path, cluster, reference):
