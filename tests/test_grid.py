@@ -15,7 +15,7 @@ import yaml
 from attnplace.cli import main
 from attnplace.errors import UserError
 from attnplace.grid import runner
-from attnplace.grid.runner import auto_workers, dry_run_table, plan
+from attnplace.grid.runner import auto_workers, dry_run_table, plan, run_status
 from attnplace.grid.spec import load_grid
 from grids import AXES, TINY_BASE, records, same_runs, write_grid
 
@@ -196,3 +196,22 @@ def test_ray_launcher_gives_the_same_records_as_local(tmp_path, uninterrupted):
     path = write_grid(tmp_path, AXES, name="tiny")
     assert main(["grid", str(path), "--launcher", "ray", "--workers", "2"]) == 0
     same_runs(uninterrupted[0], records(tmp_path / "out" / "tiny"))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("grid_file", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_committed_grid_files_load(grid_file):
+    assert load_grid(grid_file).runs
+
+
+@pytest.mark.parametrize("results", sorted(p.parent for p in (ROOT / "results").glob("*/grid.json")),
+                         ids=lambda p: p.name)
+def test_committed_results_are_their_grid_files_runs_all_recorded(results, monkeypatch):
+    """A committed table is what its grid file gives today: the same run ids (so the same configs), each
+    recorded as completed. A changed default or grid file that would silently change the runs fails here."""
+    monkeypatch.chdir(ROOT)  # grid files name data relative to the repository root
+    grid = load_grid(ROOT / "experiments" / f"{results.name}.yaml", ["output_dir=results"])
+    assert [r.id for r in grid.runs] == json.loads((results / "grid.json").read_text())["runs"]
+    assert [run_status(r) for r in grid.runs] == ["completed"] * len(grid.runs)
