@@ -3,8 +3,8 @@
 Each line holds the command, the host and device, when the call started and ended, its wall time, how many
 runs it had to do (`to_run`), how many of the grid's `runs` were completed and failed when it ended, and how
 it ended: `finished`, `interrupted` (Ctrl-C, or SIGINT from a time limit), `stopped: <one-line error>`, or
-`error: <type: message>`. A process killed outright leaves no
-line; its runs' records still show every training session. The runner writes it; the report lists it.
+`error: <type: message>`. A process killed outright leaves no line; its runs' records still show every
+training session. The runner writes it; the report lists it.
 """
 
 import contextlib
