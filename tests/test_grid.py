@@ -15,6 +15,7 @@ import yaml
 from attnplace.cli import main
 from attnplace.errors import UserError
 from attnplace.grid import runner
+from attnplace.grid.calls import read_calls
 from attnplace.grid.runner import auto_workers, dry_run_table, plan, run_status
 from attnplace.grid.spec import load_grid
 from grids import AXES, TINY_BASE, records, same_runs, write_grid
@@ -97,7 +98,7 @@ def test_failing_run_is_recorded_and_the_grid_goes_on(tmp_path, capsys, workers_
     assert main(["grid", str(path), "--retry-failed"]) == 1
     assert "1 to run" in capsys.readouterr().out
     # Each call left its line: the command as typed, what it ran and how it ended; the report lists them.
-    calls = [json.loads(line) for line in (tmp_path / "out" / "fail" / "calls.jsonl").read_text().splitlines()]
+    calls = read_calls(tmp_path / "out" / "fail")
     assert [c["command"] for c in calls] == [f"attnplace grid {path}"] * 2 + [f"attnplace grid {path} --retry-failed"]
     assert [(c["to_run"], c["completed"], c["failed"], c["outcome"]) for c in calls] == [
         (2, 1, 1, "finished"), (0, 1, 1, "finished"), (1, 1, 1, "finished")]
@@ -126,7 +127,7 @@ def test_setup_error_stops_the_grid_with_one_line(tmp_path, capsys, workers_star
     failed = records(tmp_path / "out" / "nodata")
     assert [(r["status"], r["failed_epoch"]) for r in failed.values()] == [("failed", None)] * 2
     assert len(plan(grid)) == 3  # failed before training: the next run of the grid tries them again
-    (call,) = [json.loads(line) for line in (tmp_path / "out" / "nodata" / "calls.jsonl").read_text().splitlines()]
+    (call,) = read_calls(tmp_path / "out" / "nodata")
     assert call["outcome"].startswith(f"stopped: {message}") and call["outcome"].endswith("grid stopped)")
     assert (call["to_run"], call["completed"], call["failed"]) == (3, 0, 2)
 
