@@ -6,7 +6,8 @@ import torch
 
 from attnplace.cli import main
 from attnplace.errors import UserError
-from attnplace.train.config import load_config
+from attnplace.train.config import Config, cpu_has_bf16, load_config
+from attnplace.train.config_io import from_dict
 from attnplace.train.module import PlacementModule
 
 
@@ -20,6 +21,11 @@ from attnplace.train.module import PlacementModule
     (["model.stages=[1, x]"], "model.stages: expected int, got 'x'"),
     (["trainer.precision=fp8"], "trainer.precision='fp8' is invalid; valid: 32-true, bf16-mixed, 16-mixed"),
     (["model.lambda_init=2"], "model.lambda_init=2.0 is invalid; valid: a mixing weight in [0, 1]"),
+    (["model.gamma_r_init=.nan"], "model.gamma_r_init=nan is invalid; valid: a finite number"),
+    (["model.gamma_s_init=.inf"], "model.gamma_s_init=inf is invalid; valid: a finite number"),
+    (["model.gate=soft"], "model.gate='soft' is invalid; valid: mask, mix, near_identity"),
+    (["model.skip_gate=mix"], "model.skip_gate='mix' is invalid; valid: near_identity, mask"),
+    (["model.pattern=p4", "model.p4_gate=direct", "model.gate=mix"], "model.p4_gate='direct' is p4 with gate=mask"),
     (["lr=0.1"], "unknown key 'lr'; valid: name, seed, model"),
     (["optim.lr"], "override 'optim.lr' is not key=value"),
     (["model.stages=[4]"], "model.stages=[4] is invalid; valid: a non-empty list of resnet20's stages 1..3"),
@@ -93,16 +99,36 @@ def test_yaml_config_and_overrides_merge(tmp_path):
         ("p3c", (2, 3), 0.2, "eca")
 
 
-def test_gpu_preset_resolves_auto_settings_per_device():
-    auto = load_config(None, []).trainer
+def test_presets_resolve_auto_settings_per_device_and_cpu_capability():
+    auto = from_dict(Config, {}).trainer
     assert (auto.precision, auto.channels_last, auto.compile) == ("auto", None, None)
-    cpu, gpu = auto.resolved("cpu"), auto.resolved("cuda")
-    assert (cpu.precision, cpu.channels_last, cpu.compile) == ("32-true", False, False)  # as before the preset
+    plain_cpu, bf16_cpu, gpu = auto.resolved("cpu", bf16_cpu=False), auto.resolved("cpu", bf16_cpu=True), \
+        auto.resolved("cuda")
+    assert (plain_cpu.precision, plain_cpu.channels_last, plain_cpu.compile) == ("32-true", True, False)
+    assert (bf16_cpu.precision, bf16_cpu.channels_last, bf16_cpu.compile) == ("bf16-mixed", True, False)
     assert (gpu.precision, gpu.channels_last, gpu.compile) == ("bf16-mixed", True, True)
     explicit = load_config(None, ["trainer.precision=32-true", "trainer.compile=false"]).trainer.resolved("cuda")
     assert (explicit.precision, explicit.channels_last, explicit.compile) == ("32-true", True, False)
     assert load_config(None, ["trainer.accelerator=cpu"]).trainer.device() == "cpu"
-    if not torch.cuda.is_available():
-        assert auto.device() == "cpu" and auto.resolved() == cpu
-        module = PlacementModule(load_config(None, []).to_dict(), 10, 3)
-        assert module.forward_fn is module.model and not module.channels_last  # eager, default layout
+    # The config a run is recorded (and identified) by holds what auto resolved to on this machine.
+    here = load_config(None, []).trainer
+    assert here == auto.resolved() and "auto" not in (here.precision, here.channels_last, here.compile)
+
+
+def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    for flags, expected in (("fpu avx2 avx512f", False), ("fpu avx512f avx512_bf16", True), ("fpu amx_bf16", True)):
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert cpu_has_bf16(cpuinfo) is expected
+    assert cpu_has_bf16(tmp_path / "missing") is False
+
+
+def test_runs_differing_only_in_resolved_precision_get_different_ids(monkeypatch):
+    from attnplace.train import config as config_module
+
+    ids = {}
+    for bf16 in (False, True):
+        monkeypatch.setattr(config_module, "cpu_has_bf16", lambda b=bf16: b)
+        config = load_config(None, ["model.pattern=p2", "trainer.accelerator=cpu"])
+        ids[config.trainer.precision] = config.run_id
+    assert set(ids) == {"32-true", "bf16-mixed"} and ids["32-true"] != ids["bf16-mixed"]

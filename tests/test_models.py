@@ -96,7 +96,7 @@ def _with_base_weights(pattern, base, **options):
     """A `pattern` block whose F and skip weights are copied from `base`, its extra weights kept."""
     block = _block(pattern, **options)
     missing, unexpected = block.load_state_dict(base.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith(("attn", "gamma", "lambda")) for k in missing)
+    assert not unexpected and all(k.startswith(("attn", "gate")) for k in missing)
     return block
 
 
@@ -108,7 +108,7 @@ def test_p4_with_zero_gammas_equals_none(stride, in_ch):
     torch.testing.assert_close(p4(x), base(x), rtol=0, atol=0)
     # ...and with γ ≠ 0 it is exactly the near-identity formula t + γ·A(t) on both paths.
     with torch.no_grad():
-        p4.gamma_s.fill_(0.3), p4.gamma_r.fill_(-0.2)
+        p4.gate_s.gamma.fill_(0.3), p4.gate_r.gamma.fill_(-0.2)
     s, r = p4.skip(x), p4.residual(x)
     expected = torch.relu(s + 0.3 * p4.attn_s(s) + r - 0.2 * p4.attn_r(r))
     torch.testing.assert_close(p4(x), expected)
@@ -148,7 +148,7 @@ def test_gate_initial_values_and_learnability():
     assert gates["stage2.block0.gamma_s"] == 0.0
     assert gates["stage3.block2.gamma_r"] == pytest.approx(0.1)
     names = {n for n, _ in model.named_parameters()}
-    assert "stage1.block0.gamma_s" in names and "stage1.block0.gamma_r" in names
+    assert "stage1.block0.gate_s.gamma" in names and "stage1.block0.gate_r.gamma" in names
 
     lam = gate_values(build_model("resnet20", "p3c", "se"))
     assert set(lam) == {f"stage{s}.block{b}.lambda" for s in (1, 2, 3) for b in range(3)}
@@ -156,15 +156,15 @@ def test_gate_initial_values_and_learnability():
 
     fixed = build_model("resnet20", "p4", "se", learn_gamma_s=False, gamma_r_init=0.5, learn_lambda=False)
     names = {n for n, _ in fixed.named_parameters()}
-    assert "stage1.block0.gamma_s" not in names and "stage1.block0.gamma_r" in names
-    assert "stage1.block0.gamma_s" in fixed.state_dict()  # fixed gates still travel with checkpoints
+    assert "stage1.block0.gate_s.gamma" not in names and "stage1.block0.gate_r.gamma" in names
+    assert "stage1.block0.gate_s.gamma" in fixed.state_dict()  # fixed gates still travel with checkpoints
     assert gate_values(fixed)["stage1.block0.gamma_r"] == 0.5
 
 
 def test_gammas_receive_gradients():
     model = build_model("resnet20", "p4", "se")
     model(torch.randn(4, 3, 32, 32)).logsumexp(1).mean().backward()
-    assert model.stage2.block1.gamma_s.grad.abs() > 0 and model.stage2.block1.gamma_r.grad.abs() > 0
+    assert model.stage2.block1.gate_s.gamma.grad.abs() > 0 and model.stage2.block1.gate_r.gamma.grad.abs() > 0
 
 
 def test_stage_selection_puts_plain_blocks_elsewhere():
@@ -230,8 +230,8 @@ def test_unknown_names_give_one_line_errors(kwargs, key):
 
 
 def test_block_options_are_listed():
-    assert set(BLOCK_OPTIONS) == {"skip_attention", "norm", "lambda_init", "learn_lambda", "gamma_s_init",
-                                  "gamma_r_init", "learn_gamma_s", "learn_gamma_r", "p4_gate"}
+    assert set(BLOCK_OPTIONS) == {"skip_attention", "norm", "gate", "skip_gate", "lambda_init", "learn_lambda",
+                                  "gamma_s_init", "gamma_r_init", "learn_gamma_s", "learn_gamma_r", "p4_gate"}
 
 
 def test_cli_list_prints_registries_and_costs(capsys):
@@ -250,7 +250,7 @@ def test_cli_list_prints_registries_and_costs(capsys):
 def test_p4_direct_gate_applies_the_attention_as_it_is():
     x = torch.randn(4, 16, 8, 8)
     p4 = _block("p4", attention="cbam", p4_gate="direct", gamma_s_init=0.25)
-    assert set(gate_values(p4)) == {"gamma_s"} and not hasattr(p4, "gamma_r")
+    assert set(gate_values(p4)) == {"gamma_s"} and not list(p4.gate_r.parameters())
     s, r = p4.skip(x), p4.residual(x)
     torch.testing.assert_close(p4(x), torch.relu(s + 0.25 * p4.attn_s(s) + p4.attn_r(r)))
     # With γ_s = 0 the skip is pure and the block is exactly Pattern-1 with the same weights.
@@ -269,7 +269,7 @@ def test_learned_lambda_at_0_or_1_is_nudged_so_it_can_move(lambda_init, learned)
     assert gate_values(block)["lambda"] == pytest.approx(learned, rel=1e-4)
     x = torch.randn(2, 16, 8, 8)
     block(x).square().mean().backward()
-    assert block.lambda_logit.grad.abs() > 0
+    assert block.gate.logit.grad.abs() > 0
     fixed = _block("p3c", lambda_init=lambda_init, learn_lambda=False)
     assert gate_values(fixed)["lambda"] == pytest.approx(lambda_init, abs=1e-7)  # fixed 0 / 1: exactly none / p3
 
@@ -319,6 +319,6 @@ def test_gate_parameters_are_exactly_the_learned_gates():
 
     model = build_model("resnet20", "p4", "se", learn_gamma_s=False)
     names = {id(p): n for n, p in model.named_parameters()}
-    assert sorted(names[id(p)].rsplit(".", 1)[-1] for p in gate_parameters(model)) == ["gamma_r"] * 9
+    assert sorted(names[id(p)].rsplit(".", 2)[-2] for p in gate_parameters(model)) == ["gate_r"] * 9
     assert len(gate_parameters(build_model("resnet20", "p3c", "se"))) == 9
     assert gate_parameters(build_model("resnet20", "p1", "se")) == []

@@ -34,6 +34,9 @@ class Registry(Generic[T]):
         except (KeyError, TypeError):
             raise choices_error(self.kind, name, self.names()) from None
 
+    def items(self) -> list[tuple[str, T]]:
+        return sorted(self._entries.items())
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

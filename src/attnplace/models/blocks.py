@@ -1,17 +1,22 @@
-"""The placement patterns: where attention `A(t) = m(t) ⊙ t` sits inside a residual block.
+"""The placement patterns: *where* attention `A(t) = m(t) ⊙ t` sits in a residual block, and *how* its
+output joins the signal, the gate `g` (`gates.py`: mask `A(t)`, near_identity `t + γ·A(t)`, mix
+`(1-λ)·t + λ·A(t)`). All patterns share one residual branch `F(x)` = conv3×3-norm-ReLU-conv3×3-norm and one
+skip (identity, or 1×1 conv + norm when stride or width change), and all end in ReLU.
 
-All patterns share one residual branch `F(x)` = conv3×3-norm-ReLU-conv3×3-norm and one skip
-(identity, or 1×1 conv + norm when stride or width change), and all end in ReLU:
+    where \ how   merge (then ReLU)            mask             near_identity            mix
+    none          skip(x) + F(x)               the baseline: no attention, no gate
+    p1            skip(x) + g(F(x))            seeds' p1 (SE-ResNet)
+    p2            g(skip(x) + F(x))            seeds' p2
+    p3            skip(x) + F(g(x))            seeds' p3                                 p3c (seeds, λ₀ = 0.1)
+    p4            g_s(skip(x)) + g_r(F(x))     g_r: p4_gate=direct  seeds' p4: γ_s₀ = 0, γ_r₀ = 0.1
 
-    none  y = skip(x) + F(x)                                  the baseline
-    p1    y = skip(x) + A(F(x))                               inside the residual (SE-ResNet)
-    p2    z = skip(x) + F(x);  y = A(z)                        after the addition
-    p3    y = skip(x) + F(A(x))                               before the residual (A on in_ch)
-    p3c   y = skip(x) + F((1-λ)·x + λ·A(x)),  λ = sigmoid(logit), λ₀ = 0.1
-    p4    y = A_s(skip(x)) + A_r(F(x)),  A_•(t) = t + γ_•·A(t),  γ_s₀ = 0, γ_r₀ = 0.1
-          p4_gate="direct": A_r(f) = A(f) as it is (the seeds' form for CBAM); A_s keeps its γ_s gate
-
-(each followed by ReLU). Each subclass overrides only `merge`, the pre-activation output.
+`model.gate` picks the column for the pattern's attention (p4: the residual path's g_r); `model.skip_gate`
+picks p4's skip gate g_s (near_identity with γ_s₀ = 0, so the skip starts pure, or mask). Left unset, each
+pattern takes its seeds' form, so today's names keep their meaning: mask for p1–p3, mix for p3c (= p3 × mix),
+near_identity on both paths for p4, and `p4_gate="direct"` (the seeds' form for CBAM) is p4 with g_r = mask.
+γ of a pattern's gate comes from `gamma_r_init` / `learn_gamma_r`, p4's skip γ from `gamma_s_init`, λ from
+`lambda_init`. Each subclass overrides only `merge`, its row's formula, and declares which options it reads
+(`uses`): config canonicalisation, run ids and the report's grouping all read that declaration.
 """
 
 import math
@@ -24,37 +29,45 @@ from torch import nn
 from ..errors import UserError, choices_error
 from ..registry import Registry
 from .attention import create_attention
-from .gates import add_scalar
+from .gates import GATES, gate_options, make_gate
 
 PATTERNS = Registry("pattern")
 NORMS = ("batch", "group")
 P4_GATES = ("near_identity", "direct")
-# A learned λ₀ of exactly 0 or 1 is a ±inf logit, which no gradient can move: nudge it inside (as the seed does).
-LAMBDA_EPS = 1e-4
+SKIP_GATES = ("near_identity", "mask")  # a mix has one λ, the pattern's own
 
 
 @dataclass(frozen=True)
 class BlockOptions:
-    """Everything a grid may vary about a block. Options a pattern does not use are ignored by it."""
+    """Everything a grid may vary about a block. Options a pattern does not use are ignored by it (`uses`)."""
 
     attention: str = "se"
     skip_attention: str | None = None  # p4's A_s; None = same type as A_r
     norm: str = "batch"  # "group": GroupNorm, the seed's advice for small batches
-    lambda_init: float = 0.1  # p3c
+    gate: str | None = None  # how the pattern's attention joins (p4: g_r); None = the pattern's seeds' form
+    skip_gate: str | None = None  # p4's g_s; None = near_identity
+    lambda_init: float = 0.1  # a mix gate's λ₀
     learn_lambda: bool = True
-    gamma_s_init: float = 0.0  # p4: the skip starts pure
-    gamma_r_init: float = 0.1
+    gamma_s_init: float = 0.0  # p4's skip gate: the skip starts pure
+    gamma_r_init: float = 0.1  # a near-identity gate's γ₀ on the pattern's attention
     learn_gamma_s: bool = True
     learn_gamma_r: bool = True
-    p4_gate: str = "near_identity"  # or "direct": A_r applied as it is, no γ_r
+    p4_gate: str = "near_identity"  # or "direct": p4 with g_r = mask (the older name of gate=mask on p4)
 
     def __post_init__(self):
         if self.norm not in NORMS:
             raise choices_error("norm", self.norm, NORMS)
         if self.p4_gate not in P4_GATES:
             raise choices_error("p4_gate", self.p4_gate, P4_GATES)
-        if not 0.0 <= self.lambda_init <= 1.0:
+        if self.gate is not None and self.gate not in GATES:
+            raise choices_error("gate", self.gate, GATES.names())
+        if self.skip_gate is not None and self.skip_gate not in SKIP_GATES:
+            raise choices_error("skip_gate", self.skip_gate, SKIP_GATES)
+        if not (math.isfinite(self.lambda_init) and 0.0 <= self.lambda_init <= 1.0):
             raise UserError(f"lambda_init={self.lambda_init} is not a mixing weight; valid: a value in [0, 1]")
+        for name in ("gamma_s_init", "gamma_r_init"):
+            if not math.isfinite(getattr(self, name)):
+                raise UserError(f"{name}={getattr(self, name)} is invalid; valid: a finite number")
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
@@ -84,9 +97,14 @@ def skip_connection(in_ch: int, out_ch: int, stride: int, norm: str) -> nn.Modul
 
 @PATTERNS.register("none")
 class ResidualBlock(nn.Module):
-    """Baseline, no attention: y = ReLU(skip(x) + F(x))."""
+    """Baseline, no attention: y = ReLU(skip(x) + F(x)).
 
-    attention_on: str | None = None  # which width a single A acts on: "in" (block input), "out", or none
+    Subclasses with attention set `attention_on` (the width a single A acts on: "in", the block input, or
+    "out") and `seeds_gate`, the gate form their seeds' formula uses when `gate` is left unset.
+    """
+
+    attention_on: str | None = None
+    seeds_gate: str | None = None
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, opts: BlockOptions):
         super().__init__()
@@ -94,6 +112,18 @@ class ResidualBlock(nn.Module):
         self.skip = skip_connection(in_ch, out_ch, stride, opts.norm)
         if self.attention_on:
             self.attn = create_attention(opts.attention, in_ch if self.attention_on == "in" else out_ch)
+            self.gate = make_gate(self.gate_form(opts), "r", opts)
+
+    @classmethod
+    def gate_form(cls, opts: BlockOptions) -> str | None:
+        """The gate on the pattern's attention: `opts.gate`, or the seeds' form."""
+        return (opts.gate or cls.seeds_gate) if cls.seeds_gate else None
+
+    @classmethod
+    def uses(cls, opts: BlockOptions) -> set[str]:
+        """The `BlockOptions` fields this block reads with `opts`' gate forms; everything else it ignores."""
+        form = cls.gate_form(opts)
+        return {"attention", "gate", *gate_options(form, "r")} if form else set()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.merge(x))
@@ -101,87 +131,87 @@ class ResidualBlock(nn.Module):
     def merge(self, x: torch.Tensor) -> torch.Tensor:
         return self.skip(x) + self.residual(x)
 
+    def attend(self, t: torch.Tensor) -> torch.Tensor:
+        """g(t): the gate of the pattern's attention applied to t."""
+        return self.gate(t, self.attn(t))
+
     def gates(self) -> dict[str, torch.Tensor]:
-        """The block's learned scalars by short name (see `gate_values`)."""
-        return {}
+        """The block's gate scalars by short name (`gamma_r`, `gamma_s`, `lambda`; see `gate_values`)."""
+        return self.gate.values("r") if self.attention_on else {}
 
 
 @PATTERNS.register("p1")
 class InsideResidual(ResidualBlock):
-    """Pattern-1, inside the residual (SE-ResNet): y = ReLU(skip(x) + A(F(x)))."""
+    """Pattern-1, inside the residual (SE-ResNet): y = ReLU(skip(x) + g(F(x)))."""
 
-    attention_on = "out"
+    attention_on, seeds_gate = "out", "mask"
 
     def merge(self, x):
-        return self.skip(x) + self.attn(self.residual(x))
+        return self.skip(x) + self.attend(self.residual(x))
 
 
 @PATTERNS.register("p2")
 class AfterAddition(ResidualBlock):
-    """Pattern-2, after the addition: z = skip(x) + F(x); y = ReLU(A(z))."""
+    """Pattern-2, after the addition: z = skip(x) + F(x); y = ReLU(g(z))."""
 
-    attention_on = "out"
+    attention_on, seeds_gate = "out", "mask"
 
     def merge(self, x):
-        return self.attn(self.skip(x) + self.residual(x))
+        return self.attend(self.skip(x) + self.residual(x))
 
 
 @PATTERNS.register("p3")
 class BeforeResidual(ResidualBlock):
-    """Pattern-3, before the residual: y = ReLU(skip(x) + F(A(x))); A acts on the in_ch-wide input."""
+    """Pattern-3, before the residual: y = ReLU(skip(x) + F(g(x))); A acts on the in_ch-wide input."""
 
-    attention_on = "in"
+    attention_on, seeds_gate = "in", "mask"
 
     def merge(self, x):
-        return self.skip(x) + self.residual(self.attended_input(x))
-
-    def attended_input(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attn(x)
+        return self.skip(x) + self.residual(self.attend(x))
 
 
 @PATTERNS.register("p3c")
 class ControlledBeforeResidual(BeforeResidual):
-    """Controlled Pattern-3: x~ = (1-λ)·x + λ·A(x), λ = sigmoid(logit), λ₀ = 0.1; y = ReLU(skip(x) + F(x~))."""
+    """Controlled Pattern-3, p3 × mix: x~ = (1-λ)·x + λ·A(x), λ = sigmoid(logit), λ₀ = 0.1; y = ReLU(skip(x) + F(x~))."""
 
-    def __init__(self, in_ch, out_ch, stride, opts):
-        super().__init__(in_ch, out_ch, stride, opts)
-        # Learn the logit, not λ, so λ stays in (0, 1). A fixed λ₀ = 0 or 1 is a ±inf logit: exactly none / p3.
-        lam = opts.lambda_init
-        if opts.learn_lambda:
-            lam = min(max(lam, LAMBDA_EPS), 1 - LAMBDA_EPS)
-        add_scalar(self, "lambda_logit", torch.logit(torch.tensor(lam)), opts.learn_lambda)
-
-    def attended_input(self, x):
-        lam = torch.sigmoid(self.lambda_logit)
-        return (1 - lam) * x + lam * self.attn(x)
-
-    def gates(self):
-        return {"lambda": torch.sigmoid(self.lambda_logit)}
+    seeds_gate = "mix"
+    preset_of = ("p3", "mix")  # the same network as p3 with gate=mix: `canonical` names that p3c
 
 
 @PATTERNS.register("p4")
 class DualPath(ResidualBlock):
-    """Pattern-4, dual path: y = ReLU(A_s(skip(x)) + A_r(F(x))).
+    """Pattern-4, dual path: y = ReLU(g_s(skip(x)) + g_r(F(x))), each g with its own attention.
 
-    p4_gate="near_identity": A_•(t) = t + γ_•·A(t) on both paths, γ_s₀ = 0 (the skip starts pure), γ_r₀ = 0.1.
-    p4_gate="direct": A_r(f) = A(f), the attention as it is (the seeds' form for CBAM); the skip keeps
-    t + γ_s·A_s(t), so it still starts pure. With γ_s = 0 this is Pattern-1 exactly.
+    The seeds' form: g_•(t) = t + γ_•·A_•(t) on both paths, γ_s₀ = 0 (the skip starts pure), γ_r₀ = 0.1.
+    `p4_gate="direct"` is g_r = mask, A_r(f) as it is (the seeds' form for CBAM): with γ_s = 0 that is Pattern-1.
     """
+
+    seeds_gate = "near_identity"
 
     def __init__(self, in_ch, out_ch, stride, opts):
         super().__init__(in_ch, out_ch, stride, opts)
         self.attn_s = create_attention(opts.skip_attention or opts.attention, out_ch)
         self.attn_r = create_attention(opts.attention, out_ch)
-        self.direct = opts.p4_gate == "direct"
-        add_scalar(self, "gamma_s", opts.gamma_s_init, opts.learn_gamma_s)
-        if not self.direct:
-            add_scalar(self, "gamma_r", opts.gamma_r_init, opts.learn_gamma_r)
+        self.gate_s = make_gate(self.skip_gate_form(opts), "s", opts)
+        self.gate_r = make_gate(self.gate_form(opts), "r", opts)
+
+    @classmethod
+    def gate_form(cls, opts):
+        return opts.gate or ("mask" if opts.p4_gate == "direct" else cls.seeds_gate)
+
+    @staticmethod
+    def skip_gate_form(opts: BlockOptions) -> str:
+        return opts.skip_gate or "near_identity"
+
+    @classmethod
+    def uses(cls, opts):
+        form, skip = cls.gate_form(opts), cls.skip_gate_form(opts)
+        return {"attention", "skip_attention", "gate", "skip_gate", "p4_gate", *gate_options(form, "r"),
+                *gate_options(skip, "s")}
 
     def merge(self, x):
         s, r = self.skip(x), self.residual(x)
-        a_r = self.attn_r(r) if self.direct else r + self.gamma_r * self.attn_r(r)
-        return s + self.gamma_s * self.attn_s(s) + a_r
+        return self.gate_s(s, self.attn_s(s)) + self.gate_r(r, self.attn_r(r))
 
     def gates(self):
-        names = ("gamma_s",) if self.direct else ("gamma_s", "gamma_r")
-        return {name: getattr(self, name) for name in names}
+        return {**self.gate_s.values("s"), **self.gate_r.values("r")}

@@ -25,20 +25,21 @@ class ChannelAttention(nn.Module):
         hidden = hidden_width(channels)
         self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=False), nn.ReLU(inplace=True),
                                  nn.Conv2d(hidden, channels, 1, bias=False))
+        self.gate = nn.Sigmoid()  # a module, not torch.sigmoid, so mask telemetry can read m_c (masks.py)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        mask = torch.sigmoid(self.mlp(t.mean((2, 3), keepdim=True)) + self.mlp(t.amax((2, 3), keepdim=True)))
-        return t * mask
+        return t * self.gate(self.mlp(t.mean((2, 3), keepdim=True)) + self.mlp(t.amax((2, 3), keepdim=True)))
 
 
 class SpatialAttention(nn.Module):
     def __init__(self, kernel_size: int = 7):
         super().__init__()
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        self.gate = nn.Sigmoid()
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         pooled = torch.cat([t.mean(1, keepdim=True), t.amax(1, keepdim=True)], dim=1)
-        return t * torch.sigmoid(self.conv(pooled))
+        return t * self.gate(self.conv(pooled))
 
 
 class CBAM(nn.Sequential):

@@ -5,15 +5,19 @@ a typed dataclass: unknown keys, wrong types and impossible values fail before t
 that names the dotted key and what would be valid.
 """
 
+import contextlib
+import contextvars
 import dataclasses
 import hashlib
+import math
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
 from ..models import ATTENTION, BACKBONES, PATTERNS, BlockOptions, stage_count
-from ..models.blocks import NORMS, P4_GATES
+from ..models.blocks import NORMS, P4_GATES, SKIP_GATES
+from ..models.gates import GATES
 from .config_io import from_dict, merge, parse_override, read_yaml
 
 DATASETS_WITH_FILES = ("imagefolder", "fashion-mnist")  # must exist; cifar10/100 may be downloaded into `path`
@@ -35,6 +39,12 @@ class ModelConfig(BlockOptions):
             _choose("skip_attention", self.skip_attention, ATTENTION.names())
         _choose("norm", self.norm, NORMS)
         _choose("p4_gate", self.p4_gate, P4_GATES)
+        if self.gate is not None:
+            _choose("gate", self.gate, GATES.names())
+        if self.skip_gate is not None:
+            _choose("skip_gate", self.skip_gate, SKIP_GATES)
+        for key in ("lambda_init", "gamma_s_init", "gamma_r_init"):
+            _require(math.isfinite(getattr(self, key)), key, getattr(self, key), "a finite number")
         _require(0 <= self.lambda_init <= 1, "lambda_init", self.lambda_init, "a mixing weight in [0, 1]")
         if self.stages is not None:
             n = stage_count(self.backbone)
@@ -67,8 +77,22 @@ class DataConfig:
         _require(self.batch_size > 0, "batch_size", self.batch_size, "> 0")
         _require(self.eval_batch_size > 0, "eval_batch_size", self.eval_batch_size, "> 0")
         exists = bool(self.path) and Path(self.path).exists()
-        _require(exists or self.name not in DATASETS_WITH_FILES, "path", self.path,
+        _require(exists or self.name not in DATASETS_WITH_FILES or not _DATA_MUST_EXIST.get(), "path", self.path,
                  f"an existing {self.name} folder or archive")
+
+
+_DATA_MUST_EXIST = contextvars.ContextVar("data_must_exist", default=True)
+
+
+@contextlib.contextmanager
+def data_may_be_absent():
+    """Build configs without checking that `data.path` exists here: a trained model is loaded (from its
+    checkpoint's config) to evaluate on a machine without its data. `load_config`, and so `fit`, still check."""
+    token = _DATA_MUST_EXIST.set(False)
+    try:
+        yield
+    finally:
+        _DATA_MUST_EXIST.reset(token)
 
 
 @dataclass(frozen=True)
@@ -104,7 +128,7 @@ TEST_ON = ("final", "best_val")  # which weights the test split sees: the last e
 class TrainerConfig:
     max_epochs: int = 30
     accelerator: str = "auto"  # auto | cpu | gpu
-    # auto / null: the GPU preset on a CUDA GPU (bf16-mixed, channels_last, torch.compile), plain fp32 on a CPU
+    # auto / null: the device's preset (`resolved`), which `canonical` writes into the config and so the run id
     precision: str = "auto"
     channels_last: bool | None = None
     compile: bool | None = None
@@ -114,6 +138,7 @@ class TrainerConfig:
     progress_bar: bool = True
     threads: int | None = None  # torch CPU threads; grids set it so parallel runs don't oversubscribe
     test_on: str = "final"  # final | best_val
+    mask_telemetry: bool = True  # mask statistics on a fixed validation batch at every epoch end (telemetry.py)
 
     def __post_init__(self):
         _require(self.max_epochs >= 1, "max_epochs", self.max_epochs, ">= 1")
@@ -130,18 +155,35 @@ class TrainerConfig:
 
         return "cuda" if self.accelerator != "cpu" and torch.cuda.is_available() else "cpu"
 
-    def resolved(self, device: str | None = None) -> "TrainerConfig":
+    def resolved(self, device: str | None = None, bf16_cpu: bool | None = None) -> "TrainerConfig":
         """These settings with `auto`/null made concrete for `device` (default: `self.device()`).
 
-        On CUDA the GPU preset: bf16 autocast, channels_last and torch.compile, the fast path for these
-        small convolutional nets. On a CPU: fp32, the default memory format and eager mode, which is what
-        every run computed before the preset existed. Values set explicitly are kept.
+        The presets are measured (benchmarks/train_throughput.py, results/benchmarks/):
+        - CUDA: bf16 autocast, channels_last and torch.compile, the fast path for these small nets.
+        - A CPU with native bf16 (AVX512-BF16 or AMX; `bf16_cpu`, default read from /proc/cpuinfo):
+          bf16 autocast and channels_last (1.5x fp32 eager on a 2-core Zen 4).
+        - Any other CPU: fp32 and channels_last (1.2x fp32 eager on a 2-core Zen 3, where emulated bf16
+          runs at a tenth of fp32's speed).
+        torch.compile stays off on CPUs: on a 2-core Zen 3 it trains no faster than eager after a warm-up
+        of ~85 s, and on a Zen 4 its 1.2x does not pay back ~50 s per run over a 10-epoch CPU study.
+        Values set explicitly are kept.
         """
         gpu = (device or self.device()) == "cuda"
+        bf16 = gpu or (cpu_has_bf16() if bf16_cpu is None else bf16_cpu)
         return dataclasses.replace(
-            self, precision=("bf16-mixed" if gpu else "32-true") if self.precision == "auto" else self.precision,
-            channels_last=gpu if self.channels_last is None else self.channels_last,
+            self, precision=("bf16-mixed" if bf16 else "32-true") if self.precision == "auto" else self.precision,
+            channels_last=True if self.channels_last is None else self.channels_last,
             compile=gpu if self.compile is None else self.compile)
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16), read from its flags: without
+    them bf16 autocast is emulated, far slower than fp32."""
+    try:
+        flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split(":", 1)[1].split()))
 
 
 @dataclass(frozen=True)
@@ -178,20 +220,27 @@ class Config:
     @property
     def run_id(self) -> str:
         """Readable and stable: the same settings give the same id, whoever runs them and wherever."""
-        m = self.model
-        digest = hashlib.sha1(json.dumps(identity(self), sort_keys=True).encode()).hexdigest()[:8]
-        return f"{m.backbone}-{m.pattern}-{m.attention}-s{self.seed}-{digest}"
+        m, data = self.model, identity(self)
+        digest = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
+        gates = "".join(f"-{data['model'][k]}" for k in LATER_KEYS if k in data["model"])  # a gate not the seeds'
+        return f"{m.backbone}-{m.pattern}-{m.attention}{gates}-s{self.seed}-{digest}"
 
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path(self.output_dir) / self.name / "runs" / self.run_id
 
 
 # Keys that change where or how a run is shown, not what it computes: left out of the run id. (How often a
-# NaN is looked for changes only how soon a diverging run stops; it fails either way.)
+# NaN is looked for changes only how soon a diverging run stops; it fails either way. Mask telemetry reads
+# the network at epoch ends and changes nothing it computes.)
 PRESENTATION_KEYS = ("name", "logger", "wandb", "output_dir", "run_dir", "trainer.progress_bar", "trainer.threads",
-                     "trainer.nan_check_every_n_steps")
+                     "trainer.nan_check_every_n_steps", "trainer.mask_telemetry")
 # `model` keys that say where and how attention sits (what a placement comparison varies); norm is not one.
 PLACEMENT_KEYS = tuple(sorted({f.name for f in dataclasses.fields(BlockOptions)} - {"norm"} | {"stages"}))
+# The same as dotted axes, with how the gates train: what the report's grouping treats as the placement.
+PLACEMENT_AXES = frozenset({f"model.{k}" for k in PLACEMENT_KEYS} | {"optim.gate_lr_scale"})
+# Keys added after run ids were first computed: left out of the id while they hold the value that the older
+# keys imply, so every earlier run keeps its id (`model.gate` of a p4 with p4_gate=direct is mask, say).
+LATER_KEYS = ("gate", "skip_gate")
 
 
 def identity(config: Config) -> dict:
@@ -199,36 +248,57 @@ def identity(config: Config) -> dict:
     for key in PRESENTATION_KEYS:
         section, _, leaf = key.rpartition(".")
         (data[section] if section else data).pop(leaf)
+    implied = _resolve_gates(dataclasses.replace(config.model, gate=None, skip_gate=None))
+    for key in LATER_KEYS:
+        if data["model"][key] == getattr(implied, key):
+            data["model"].pop(key)
     return data
 
 
 def canonical(config: Config) -> Config:
-    """Reset options a pattern ignores to their defaults, so equal networks get equal configs (and ids).
-
-    E.g. the `none` baseline has no attention at all: `none × se` and `none × cbam` are the same run, and
-    a network without learned gates ignores `optim.gate_lr_scale`.
+    """The config with every choice made concrete and every ignored option reset, so equal networks get equal
+    configs (and ids), and a run's id says how it computes:
+    - gate forms left unset take the pattern's seeds' form, and a pattern that is another's preset is named so
+      (p3 × mix is p3c; p3c × mask is p3);
+    - options the block does not read (its class's `uses`) are reset: `none × se` and `none × cbam` are one
+      run, and a network without learned gates ignores `optim.gate_lr_scale`;
+    - trainer settings left at auto take this machine's preset (`TrainerConfig.resolved`), so runs in
+      different precisions or memory formats never share an id.
     """
-    m, defaults = config.model, ModelConfig()
-    uses = {
-        "none": set(),
-        "p1": {"attention", "stages"}, "p2": {"attention", "stages"}, "p3": {"attention", "stages"},
-        "p3c": {"attention", "stages", "lambda_init", "learn_lambda"},
-        "p4": {"attention", "stages", "skip_attention", "gamma_s_init", "gamma_r_init", "learn_gamma_s",
-               "learn_gamma_r", "p4_gate"},
-    }.get(m.pattern)
-    if uses is None:  # a user-registered pattern: keep everything
-        return config
-    if m.pattern == "p4" and m.p4_gate == "direct":  # no γ_r
-        uses = uses - {"gamma_r_init", "learn_gamma_r"}
+    m = _resolve_gates(config.model)
+    block = PATTERNS.get(m.pattern)
+    trainer = config.trainer.resolved()
+    if not hasattr(block, "uses"):  # a pattern class outside the ResidualBlock family declares nothing: keep all
+        return dataclasses.replace(config, model=m, trainer=trainer)
+    uses = block.uses(m)
+    uses = uses | {"stages"} if uses else uses
+    defaults = ModelConfig()
     reset = {k: (getattr(defaults, k) if k != "attention" else "none") for k in set(PLACEMENT_KEYS) - uses}
     if m.skip_attention == m.attention:
         reset["skip_attention"] = None
+    m = dataclasses.replace(m, **reset)
     optim = config.optim
-    learned_gates = (m.pattern == "p3c" and m.learn_lambda) or (
-        m.pattern == "p4" and (m.learn_gamma_s or (m.learn_gamma_r and m.p4_gate == "near_identity")))
-    if not learned_gates:
+    if not any(getattr(m, k) for k in uses if k.startswith("learn_")):  # no learned gate
         optim = dataclasses.replace(optim, gate_lr_scale=OptimConfig.gate_lr_scale)
-    return dataclasses.replace(config, model=dataclasses.replace(m, **reset), optim=optim)
+    return dataclasses.replace(config, model=m, optim=optim, trainer=trainer)
+
+
+def _resolve_gates(m: "ModelConfig") -> "ModelConfig":
+    """`gate` / `skip_gate` made concrete for the pattern, under the pattern name its presets give it."""
+    block = PATTERNS.get(m.pattern)
+    if not hasattr(block, "gate_form"):
+        return m
+    if m.pattern == "p4" and m.p4_gate == "direct" and m.gate not in (None, "mask"):
+        raise UserError(f"model.p4_gate='direct' is p4 with gate=mask, but model.gate={m.gate!r}; valid: "
+                        f"drop one of them")
+    gate = block.gate_form(m)
+    if m.pattern == "p4":
+        return dataclasses.replace(m, gate=gate, skip_gate=block.skip_gate_form(m),
+                                   p4_gate="direct" if gate == "mask" else "near_identity")
+    base, form = getattr(block, "preset_of", (m.pattern, gate))
+    presets = {cls.preset_of: name for name, cls in PATTERNS.items() if getattr(cls, "preset_of", None)}
+    pattern = presets.get((base, gate), base if gate != form else m.pattern)
+    return dataclasses.replace(m, pattern=pattern, gate=gate, skip_gate=None)
 
 
 def _require(ok: bool, key: str, value, valid: str) -> None:

@@ -17,6 +17,7 @@ from ..models import count_flops, count_params, gate_values
 from .config import Config
 from .module import DivergedError, PlacementModule
 from .record import RunRecorder, environment, error_line, read_record, session
+from .telemetry import MaskTelemetry
 
 
 def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) -> dict:
@@ -100,8 +101,10 @@ def make_trainer(config: Config, run_dir: Path, recorder: RunRecorder, axes: dic
     # `last.ckpt`, overwritten at every epoch end (no monitor: top-1 = the newest), after the recorder has
     # appended that epoch to the history it carries. (Lightning's `save_last` alone only saves alongside a
     # top-k save.) Lightning writes checkpoints atomically, so a kill never leaves a half-written one.
-    callbacks = [recorder, ModelCheckpoint(dirpath=run_dir, filename="last", save_top_k=1,
-                                           save_on_train_epoch_end=True, enable_version_counter=False)]
+    # Mask telemetry logs at validation end; the recorder, at the epoch end after it, puts it in the history.
+    callbacks = [*([MaskTelemetry()] if t.mask_telemetry else []), recorder,
+                 ModelCheckpoint(dirpath=run_dir, filename="last", save_top_k=1, save_on_train_epoch_end=True,
+                                 enable_version_counter=False)]
     if t.test_on == "best_val":
         callbacks.append(ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val_acc", mode="max",
                                          save_top_k=1, enable_version_counter=False))

@@ -162,6 +162,7 @@ class RunRecorder(L.Callback):
             "val_acc": metrics.get("val_acc"),
             "lr": trainer.optimizers[0].param_groups[0]["lr"],
             "gates": gate_values(module.model),
+            "masks": {k.removeprefix("mask/"): v for k, v in metrics.items() if k.startswith("mask/")},
             "train_images": self._epoch_images,
             "train_seconds": round(self._epoch_seconds, 4),
         })
