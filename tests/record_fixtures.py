@@ -7,12 +7,12 @@ import pandas as pd
 
 
 def record(pattern, seed, acc, *, attention="se", backbone="resnet20", status="completed",
-           history=None, axes=("model.pattern", "model.attention", "seed"), **extra):
+           history=None, axes=("model.pattern", "model.attention", "seed"), val_acc=None, **extra):
     """A record.json as the training code writes it; `axes` picks which config keys are grid axes."""
     config = {"seed": seed, "model": {"backbone": backbone, "pattern": pattern, "attention": attention}}
     values = {"model.pattern": pattern, "model.attention": attention, "model.backbone": backbone, "seed": seed}
     metrics = None if acc is None else {
-        "test_acc": acc, "val_acc": acc, "best_val_acc": acc, "params": 1000 + seed,
+        "test_acc": acc, "val_acc": acc if val_acc is None else val_acc, "best_val_acc": acc, "params": 1000 + seed,
         "flops": 2e6, "train_images_per_s": 500.0, "duration_s": 10.0}
     return {"id": f"{backbone}-{pattern}-{attention}-s{seed}", "grid": "g", "status": status,
             "error": "loss is NaN" if status == "failed" else None,
@@ -36,6 +36,17 @@ def write_raw(root: Path, run_id: str, text: str) -> Path:
     path.parent.mkdir(parents=True)
     path.write_text(text)
     return path
+
+
+def environment(precision="32-true", device="cpu: 2 cores", compile=False):
+    """A record's `environment` as fit.py writes it, with the fields a report compares."""
+    return {"device": device, "precision": precision, "channels_last": False, "compile": compile, "torch_threads": 1}
+
+
+def masks(channel_mean, gain, module="attn", blocks=("stage2.block0", "stage2.block1")):
+    """One epoch's mask statistics: every block of stage 2 with the same channel mean and gain."""
+    return {f"{b}.{module}.{stat}": value for b in blocks
+            for stat, value in (("channel_mean", channel_mean), ("channel_low", 0.1), ("gain", gain))}
 
 
 def gates(*values):

@@ -1,13 +1,14 @@
 """Which runs a report reads: bad records are named and left out, and a folder that is not one experiment
-(mixed configs, repeated seeds, different base configs) is refused with one line."""
+(mixed configs, repeated seeds, different base configs, mixed environments) is refused with one line."""
 
 import json
 import math
 from pathlib import Path
 
 import pytest
-from record_fixtures import record, write_raw, write_runs
+from record_fixtures import environment, record, write_raw, write_runs
 
+from attnplace.cli import main
 from attnplace.errors import UserError
 from attnplace.grid.records import load_records
 from attnplace.grid.report import write_report
@@ -110,3 +111,42 @@ def test_grid_json_run_list_leaves_earlier_runs_out(tmp_path):
                             "grid command to finish them"]
     assert report.problems == []  # a run not started yet is pending, not a broken record
     assert "are not in grid.json" in (tmp_path / "summary.md").read_text()
+
+
+def _environments(*envs):
+    """none and p1 on seeds 0 and 1, the runs taking the given environments in turn."""
+    runs = [(p, seed) for p in ("none", "p1") for seed in (0, 1)]
+    return [record(p, seed, 0.9 + 0.01 * seed, environment=envs[i % len(envs)]) for i, (p, seed) in enumerate(runs)]
+
+
+def test_mixed_precisions_are_refused_in_one_line(tmp_path, capsys):
+    write_runs(tmp_path, _environments(environment("32-true"), environment("bf16-mixed")))
+    with pytest.raises(UserError) as err:
+        load_records(tmp_path)
+    assert str(err.value) == (f"{tmp_path}: runs differ in precision (32-true: 2 run(s), bf16-mixed: 2 run(s)); a "
+                              f"table never mixes device types, precisions or compile settings: keep each in its "
+                              f"own results folder, or pass --allow-mixed-environments to compare them anyway")
+    assert main(["report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    report = write_report(tmp_path, allow_mixed_environments=True)
+    assert any(line.startswith("warning: runs differ in precision (32-true") and "--allow-mixed-environments" in line
+               for line in report.caveats)
+    assert "warning: runs differ in precision" in (tmp_path / "summary.md").read_text()
+
+
+def test_device_types_and_compile_must_match_but_not_the_device_name(tmp_path):
+    same = _environments(environment(device="cuda: NVIDIA H200"), environment(device="cuda: NVIDIA A100"))
+    assert len(load_records(write_runs(tmp_path / "gpus", same))[0]) == 4  # one device type: cuda
+    mixed = _environments(environment(device="cpu: 2 cores"), environment(device="cuda: NVIDIA H200", compile=True))
+    with pytest.raises(UserError, match=r"runs differ in device \(cpu: 2 run\(s\), cuda: 2 run\(s\)\), compile "
+                                        r"\(False: 2 run\(s\), True: 2 run\(s\)\);"):
+        load_records(write_runs(tmp_path / "mixed", mixed))
+
+
+def test_runs_without_an_environment_do_not_count(tmp_path):
+    """A run that failed before training has no environment; older records without `compile` ran eager."""
+    old = environment()
+    del old["compile"], old["channels_last"]
+    recs = _environments(environment(), old) + [record("p2", 0, None, status="failed", environment={})]
+    runs, _ = load_records(write_runs(tmp_path, recs))
+    assert len(runs) == 5 and runs["compile"].tolist()[:4] == [False] * 4

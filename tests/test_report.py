@@ -1,17 +1,22 @@
 """Results aggregation: hand-written records with known numbers in, known statistics out."""
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from record_fixtures import BASE, P1, P1_HISTORY, gates, record, row, write_runs
+import yaml
+from record_fixtures import BASE, P1, P1_HISTORY, gates, masks, record, row, write_runs
 from scipy import stats
 
-from attnplace.grid.plots import plot_accuracy
+from attnplace.cli import main
+from attnplace.errors import UserError
+from attnplace.grid.plots import plot_accuracy, plot_pairs
 from attnplace.grid.records import load_records
-from attnplace.grid.report import caveats, gate_trajectories, summarize, write_report
+from attnplace.grid.report import caveats, gate_trajectories, mask_trajectories, summarize, write_report
+from attnplace.grid.spec import load_grid
 from attnplace.grid.tables import format_markdown, format_summary
 
 T975_DF2 = 4.302653  # t_{0.975, 2} from a table: the 95% CI multiplier for n = 3
@@ -76,9 +81,31 @@ def test_gate_lr_scale_variants_share_one_baseline(tmp_path):
             recs.append(rec)
     write_runs(tmp_path, recs, {a: [] for a in axes})
     summary = summarize(load_records(tmp_path)[0]).set_index("variant")
-    assert list(summary.index) == ["none", "p3c/gate_lr_scale=10", "p3c/gate_lr_scale=1"]
+    assert list(summary.index) == ["none", "p3c/gate_lr_scale=1", "p3c/gate_lr_scale=10"]
     assert summary.loc["p3c/gate_lr_scale=10", "diff"] == pytest.approx(0.035)
     assert summary.loc["p3c/gate_lr_scale=1", "n_pairs"] == 2
+
+
+def _scaled(scales, listed):
+    """p3c runs at each gate lr scale (recorded as floats, as the config holds them) beside `none`."""
+    recs = [record("none", s, 0.8, axes=("model.pattern", "seed")) for s in range(2)]
+    for scale in scales:
+        for seed in range(2):
+            rec = record("p3c", seed, 0.8 + scale / 1e4, axes=("model.pattern", "seed"))
+            rec["axes"]["optim.gate_lr_scale"] = float(scale)
+            rec["config"]["optim"] = {"gate_lr_scale": float(scale)}
+            rec["id"] += f"-g{scale}"
+            recs.append(rec)
+    return recs, {"seed": [0, 1], "model.pattern": ["none", "p3c"], "optim.gate_lr_scale": listed}
+
+
+@pytest.mark.parametrize("listed, order", [([1, 10, 100], [1, 10, 100]), ([100, 1, 10], [100, 1, 10]),
+                                           ([], [1, 10, 100])])
+def test_variants_follow_the_grid_order_of_axis_values_numbers_as_numbers(tmp_path, listed, order):
+    """The grid's order of values, else numeric order: never text order (1, 100, 10)."""
+    recs, axes = _scaled([100, 10, 1], listed)
+    summary = summarize(load_records(write_runs(tmp_path, recs, axes))[0])
+    assert list(summary["variant"]) == ["none", *(f"p3c/gate_lr_scale={s}" for s in order)]
 
 
 # ---------------------------------------------------------------- statistics
@@ -86,7 +113,7 @@ def test_gate_lr_scale_variants_share_one_baseline(tmp_path):
 
 def test_summary_statistics_match_hand_computation(results):
     summary = summarize(load_records(results)[0])
-    assert list(summary["variant"]) == ["none", "p2/se", "p1/se", "p3/se", "p4/se"]
+    assert list(summary["variant"]) == ["none", "p1/se", "p2/se", "p3/se", "p4/se"]  # the grid's order
 
     p1 = row(summary, "p1/se")
     half = T975_DF2 * 0.02 / math.sqrt(3)
@@ -115,7 +142,7 @@ def test_failed_runs_are_counted_not_averaged_and_pairs_use_the_shared_seeds(res
     assert p2["diff"] == pytest.approx(0.035)
     sd = math.sqrt(2 * 0.015**2)
     assert p2["p_value"] == pytest.approx(2 * stats.t.sf(0.035 / (sd / math.sqrt(2)), 1))
-    assert p2["effect_dz"] == pytest.approx(0.035 / sd)
+    assert (p2["effect"], p2["effect_kind"]) == (pytest.approx(0.035 / sd), "d_z")
 
     p3, p4, base = row(summary, "p3/se"), row(summary, "p4/se"), row(summary, "none")
     assert (p3["n"], p3["failures"], p3["test"]) == (1, 0, "")  # the running run counts nowhere
@@ -130,7 +157,9 @@ def test_no_shared_seeds_falls_back_to_welch_with_hedges_g(tmp_path):
     assert (p1["test"], p1["n_pairs"]) == ("welch", 0)
     assert p1["p_value"] == pytest.approx(welch_by_hand([0.95, 0.97], BASE))
     pooled = math.sqrt((np.var([0.95, 0.97], ddof=1) + 2 * np.var(BASE, ddof=1)) / 3)
-    assert p1["effect_dz"] == pytest.approx((1 - 3 / 11) * (0.96 - np.mean(BASE)) / pooled)
+    assert p1["effect"] == pytest.approx((1 - 3 / 11) * (0.96 - np.mean(BASE)) / pooled)
+    assert p1["effect_kind"] == "g"  # Hedges' g, named for what it is
+    assert math.isnan(p1["detectable_diff"])  # power is the paired design's: no pairs, no figure
     runs = load_records(tmp_path)[0]
     assert "Compared unpaired (Welch" in " ".join(caveats(summarize(runs), runs))
 
@@ -256,17 +285,20 @@ def test_gate_trajectories_accepts_record_dicts():
 
 def test_write_report_writes_every_file(results):
     report = write_report(results)
-    names = {"summary.csv", "summary.md", "summary.tex", "gates.csv", "gates_mean.csv", "accuracy.png", "gates.png"}
+    names = {"summary.csv", "summary.md", "summary.tex", "pairs.csv", "gates.csv", "gates_mean.csv", "accuracy.png",
+             "pairs.png", "gates.png"}
     assert {p.name for p in report.written} == names
     for name in names:
         assert (results / name).stat().st_size > 0
-    for name in ("accuracy.png", "gates.png"):
+    for name in ("accuracy.png", "pairs.png", "gates.png"):
         assert (results / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(results.glob(".*.tmp"))
 
     csv = pd.read_csv(results / "summary.csv").set_index("variant")
     assert {"n", "acc_mean", "acc_std", "ci_low", "ci_high", "diff", "p_value", "diff_ci_low", "diff_ci_high",
-            "n_pairs", "p_holm", "effect_dz", "test_on"} <= set(csv.columns)
+            "n_pairs", "p_holm", "effect", "effect_kind", "test_on", "metric", "epoch", "tost_p", "verdict",
+            "detectable_diff", "seeds_for_margin", "mean_rank", "wins"} <= set(csv.columns)
+    assert set(csv["metric"]) == {"test_acc"}
     assert csv.loc["p1/se", "acc_mean"] == pytest.approx(0.92)
     assert (csv.loc["p2/se", "n"], csv.loc["p2/se", "failures"]) == (2, 1)
     assert csv.loc["p1/se", "p_value"] == pytest.approx(report.summary.set_index("variant").loc["p1/se", "p_value"])
@@ -294,6 +326,180 @@ def test_write_report_without_gates_skips_gates_plot(tmp_path):
     report = write_report(tmp_path)
     assert not (tmp_path / "gates.png").exists() and (tmp_path / "accuracy.png").exists()
     assert report.gates.empty and list(pd.read_csv(tmp_path / "gates.csv").columns)[:2] == ["run", "variant"]
+
+
+# ---------------------------------------------------------------- every variant against every other
+
+ACCS = {"none": [0.80, 0.81, 0.79, 0.80], "p1": [0.83, 0.85, 0.82, 0.84],
+        "p2": [0.81, 0.81, 0.80, 0.82], "p3": [0.80, 0.82, 0.79, 0.81]}
+
+
+def _four_variants(root: Path) -> Path:
+    return write_runs(root, [record(p, s, a) for p, values in ACCS.items() for s, a in enumerate(values)],
+                      {"model.pattern": list(ACCS), "model.attention": ["se"], "seed": [0, 1, 2, 3]})
+
+
+def test_pairs_csv_holds_every_pair_with_holm_over_all_six(tmp_path):
+    report = write_report(_four_variants(tmp_path))
+    pairs = pd.read_csv(tmp_path / "pairs.csv")
+    assert list(pairs.columns[:5]) == ["group", "a", "b", "diff", "diff_ci_low"]
+    assert {"n_pairs", "p_value", "p_holm", "effect", "effect_kind", "tost_p", "verdict", "detectable_diff",
+            "seeds_for_margin", "metric"} <= set(pairs.columns)
+    assert len(pairs) == 6 and set(pairs["metric"]) == {"test_acc"} and set(pairs["n_pairs"]) == {4}
+    names = {p: f"{p}/se" if p != "none" else p for p in ACCS}
+    raw = {(names[a], names[b]): stats.ttest_rel(ACCS[a], ACCS[b]).pvalue
+           for i, a in enumerate(ACCS) for b in list(ACCS)[:i]}
+    got = pairs.set_index(["a", "b"])
+    assert got["p_value"].to_dict() == pytest.approx(raw)
+    expected, running = {}, 0.0
+    for rank, pair in enumerate(sorted(raw, key=raw.get)):  # Holm by hand over m = 6 pairs
+        running = max(running, min(1.0, (6 - rank) * raw[pair]))
+        expected[pair] = running
+    assert got["p_holm"].to_dict() == pytest.approx(expected)
+    p1_p2 = got.loc[("p2/se", "p1/se")]  # Δ = a − b = p2 − p1, paired over 4 seeds
+    d = np.subtract(ACCS["p2"], ACCS["p1"])
+    assert p1_p2["diff"] == pytest.approx(d.mean()) and p1_p2["effect"] == pytest.approx(d.mean() / d.std(ddof=1))
+    # The baseline family in summary.csv is Holm over the 3 comparisons with none, not over the 6 pairs.
+    summary = report.summary.set_index("variant")
+    assert summary.loc["p1/se", "p_value"] == pytest.approx(got.loc[("p1/se", "none"), "p_value"])
+    assert summary.loc["p1/se", "p_holm"] < got.loc[("p1/se", "none"), "p_holm"]
+
+
+def test_summary_md_has_the_omnibus_tests_ranks_and_the_pairs_matrix(tmp_path):
+    report = write_report(_four_variants(tmp_path))
+    md = (tmp_path / "summary.md").read_text()
+    chi2 = stats.friedmanchisquare(*ACCS.values()).statistic
+    assert f"Friedman χ²(3) = {chi2:.2f}" in md and "repeated-measures ANOVA F(3, 9)" in md
+    assert "| 1 none |" in md and "| 2 p1/se |" in md  # the matrix: rows numbered like its columns
+    p1 = row(report.summary, "p1/se")
+    assert p1["mean_rank"] == 1 and p1["wins"] == 4  # p1 is best on every seed
+    # none ties for last with p3 on seeds 0 and 2 and with p2 on seed 1 (rank 3.5 each), and is last on seed 3
+    assert row(report.summary, "none")["mean_rank"] == pytest.approx((3.5 + 3.5 + 3.5 + 4) / 4)
+    assert row(report.summary, "none")["wins"] == 0
+
+
+def test_pairs_plot_marks_the_holm_significant_cells(tmp_path):
+    report = write_report(_four_variants(tmp_path))
+    fig = plot_pairs(report.pairs, report.summary)
+    boxed = [p for p in fig.axes[0].patches if p.get_gid() == "significant"]
+    assert len(boxed) == 2 * int((report.pairs["verdict"] == "different").sum()) > 0
+    texts = [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "pair"]
+    assert len(texts) == 12 and f"{100 * report.pairs['diff'].iloc[0]:+.2f}" in texts
+
+
+# ---------------------------------------------------------------- baseline, metric, margin
+
+
+def test_baseline_flag_compares_every_variant_with_the_one_named(tmp_path):
+    report = write_report(_four_variants(tmp_path), baseline="p1/se")
+    summary = report.summary.set_index("variant")
+    assert list(summary.index) == ["p1/se", "none", "p2/se", "p3/se"] and summary.loc["p1/se", "baseline"]
+    d = np.subtract(ACCS["none"], ACCS["p1"])
+    assert summary.loc["none", "diff"] == pytest.approx(d.mean()) and not summary.loc["none", "baseline"]
+    with pytest.raises(UserError) as err:
+        write_report(tmp_path, baseline="p9/se")
+    assert str(err.value) == "baseline 'p9/se' is not a variant of this report; valid: none, p1/se, p2/se, p3/se"
+
+
+def test_a_placement_baseline_applies_in_every_group(tmp_path):
+    axes = ("model.backbone", "model.pattern", "model.attention", "seed")
+    recs = [record(p, s, 0.8 + 0.01 * s + (0.02 if p == "p1" else 0), backbone=b, axes=axes)
+            for b in ("resnet20", "resnet56") for p in ("none", "p1", "p2") for s in (0, 1)]
+    summary = write_report(write_runs(tmp_path, recs), baseline="p1/se").summary
+    assert summary.loc[summary["baseline"], "variant"].tolist() == ["resnet20/p1/se", "resnet56/p1/se"]
+    assert summary.set_index("variant").loc["resnet56/none", "diff"] == pytest.approx(-0.02)
+
+
+def test_val_acc_is_read_at_the_final_epoch(tmp_path):
+    history = [{"epoch": 0}, {"epoch": 1}, {"epoch": 2}]
+    recs = [record(p, s, 0.9, val_acc=v, history=history) for p, vals in (("none", [0.7, 0.72]), ("p1", [0.75, 0.76]))
+            for s, v in enumerate(vals)]
+    report = write_report(write_runs(tmp_path, recs), metric="val_acc")
+    p1 = row(report.summary, "p1/se")
+    assert (p1["metric"], p1["epoch"], p1["acc_mean"], p1["diff"]) == ("val_acc", "2", 0.755, pytest.approx(0.045))
+    assert report.caveats[0].startswith("The metric is val_acc: the validation accuracy after each run's final "
+                                        "epoch (epoch 2, counted from 0)")
+    md = (tmp_path / "summary.md").read_text()
+    assert "| val acc % |" in md and "`val_acc` over completed runs" in md
+    with pytest.raises(UserError, match="equivalence_margin=-1.0 is invalid"):
+        write_report(tmp_path, equivalence_margin=-1.0)
+
+
+def test_a_grid_report_section_sets_the_baseline_and_metric(tmp_path, capsys):
+    """The grid file's `report:` travels in grid.json; `attnplace report` reads it, and its flags override it."""
+    spec = {"name": "g", "base": {"data": {"name": "synthetic", "path": None}},
+            "axes": {"model.pattern": ["none", "p1"]},
+            "report": {"baseline": "p1/se", "metric": "val_acc", "equivalence_margin": 1.0}}
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(spec))
+    grid = load_grid(tmp_path / "g.yaml")
+    assert grid.describe()["report"] == spec["report"]
+    recs = [record(p, s, 0.9, val_acc=0.7 + 0.01 * s + (0.02 + 0.005 * s if p == "p1" else 0))
+            for p in ("none", "p1") for s in (0, 1)]
+    folder = write_runs(tmp_path / "out", recs)
+    (folder / "grid.json").write_text(json.dumps({**grid.describe(), "runs": None}))
+    report = write_report(folder)
+    assert report.settings.baseline == "p1/se" and report.summary["variant"].iloc[0] == "p1/se"
+    assert row(report.summary, "none")["diff"] == pytest.approx(-0.0225)  # val_acc, not test_acc (equal everywhere)
+    assert set(report.pairs["verdict"]) <= {"different", "equivalent within ±1 pp", "inconclusive"}
+    assert main(["report", str(folder), "--metric", "test_acc", "--baseline", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "test acc %" in out and "baseline" in next(line for line in out.splitlines() if line.startswith("none"))
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"baseline": "p1", "metrc": "val_acc"}, "unknown key 'report.metrc'; valid: report.baseline, report.metric, "
+                                             "report.equivalence_margin"),
+    ({"metric": "best_val_acc"}, "report.metric='best_val_acc' is invalid; valid: test_acc, val_acc"),
+    ({"equivalence_margin": "wide"}, "report.equivalence_margin: expected float, got 'wide'"),
+])
+def test_a_bad_report_section_stops_the_grid_in_one_line(tmp_path, section, message):
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump({"axes": {"model.pattern": ["none"]}, "report": section}))
+    with pytest.raises(UserError) as err:
+        load_grid(tmp_path / "g.yaml")
+    assert str(err.value) == f"{tmp_path / 'g.yaml'}: {message}"
+
+
+def test_committed_grid_files_say_how_their_tables_read():
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    for name in ("gate_init", "gate_lr_cpu", "stage_placement"):
+        assert yaml.safe_load((experiments / f"{name}.yaml").read_text())["report"]["metric"] == "val_acc", name
+    assert yaml.safe_load((experiments / "gate_lr_cpu.yaml").read_text())["report"]["baseline"] == \
+        "p3c/gate_lr_scale=1"
+
+
+# ---------------------------------------------------------------- masks
+
+
+def _masked(root: Path) -> Path:
+    recs = [record("none", s, 0.8) for s in (0, 1)]
+    for seed, (mean, gain) in enumerate(((0.5, 0.9), (0.7, 1.1))):
+        history = [{"epoch": 0, "masks": masks(mean - 0.1, gain)}, {"epoch": 1, "masks": masks(mean, gain)}]
+        recs.append(record("p1", seed, 0.82, history=history))
+    history = [{"epoch": 0, "masks": {**masks(0.3, 1.0, "attn_s"), **masks(0.6, 0.8, "attn_r")}}]
+    recs.append(record("p4", 0, 0.81, history=history))
+    return write_runs(root, recs)
+
+
+def test_masks_csv_long_form_and_per_stage_means(tmp_path):
+    report = write_report(_masked(tmp_path))
+    long = pd.read_csv(tmp_path / "masks.csv")
+    assert list(long.columns) == ["run", "variant", "seed", "epoch", "stage", "block", "module", "stat", "value"]
+    assert len(long) == 2 * 2 * 2 * 3 + 2 * 2 * 3  # p1: 2 seeds x 2 epochs x 2 blocks x 3 stats; p4: 2 modules
+    first = long[(long["run"] == "resnet20-p1-se-s0") & (long["stat"] == "channel_mean")]
+    assert first[["stage", "block", "module"]].drop_duplicates().values.tolist() == \
+        [["stage2", "block0", "attn"], ["stage2", "block1", "attn"]]
+    assert sorted(set(first["epoch"])) == [1, 2]  # epochs trained, as in gates.csv
+    mean = report.masks_mean.set_index(["variant", "module", "stat", "epoch"])["mean"]
+    assert mean[("p1/se", "attn", "channel_mean", 2)] == pytest.approx(0.6)  # seeds 0.5 and 0.7
+    assert mean[("p1/se", "attn", "gain", 2)] == pytest.approx(1.0)
+    assert mean[("p4/se", "attn_r", "gain", 1)] == pytest.approx(0.8)
+    assert (tmp_path / "masks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert mask_trajectories(tmp_path)[0].equals(report.masks)
+
+
+def test_records_without_masks_write_no_mask_files(results):
+    report = write_report(results)
+    assert report.masks.empty and not (results / "masks.csv").exists() and not (results / "masks.png").exists()
 
 
 # ---------------------------------------------------------------- notebook

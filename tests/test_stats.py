@@ -1,13 +1,18 @@
-"""The statistics against hand computations: t intervals, paired and Welch comparisons, effect sizes, Holm."""
+"""The statistics against hand computations: t intervals, paired and Welch comparisons, effect sizes, Holm,
+TOST, power, Friedman, the repeated-measures ANOVA, ranks and wins."""
 
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from attnplace.grid import stats
 
 # Quantiles from a printed t table, so the tests do not check scipy against itself.
 T975 = {1: 12.7062, 2: 4.302653, 3: 3.182446, 4: 2.776445}
+T95_DF3 = 2.353363
 
 
 def test_describe_mean_std_and_t_interval():
@@ -27,8 +32,8 @@ def test_paired_difference_ci_p_and_dz():
     se = sd / 2
     assert (c.test, c.n_pairs) == ("paired", 4)
     assert c.diff == pytest.approx(0.025)
-    assert (c.diff_ci_low, c.diff_ci_high) == pytest.approx((0.025 - T975[3] * se, 0.025 + T975[3] * se), rel=1e-5)
-    assert c.effect == pytest.approx(0.025 / sd)  # Cohen's d_z
+    assert c.ci == pytest.approx((0.025 - T975[3] * se, 0.025 + T975[3] * se), rel=1e-5)
+    assert (c.effect, c.effect_kind) == (pytest.approx(0.025 / sd), "d_z")  # Cohen's d_z
     t = 0.025 / se  # = 3.873: between t_{.99,3} = 4.541 and t_{.975,3} = 3.182, so 0.02 < p < 0.05
     assert t == pytest.approx(3.8730, rel=1e-4) and 0.02 < c.p_value < 0.05
 
@@ -41,9 +46,10 @@ def test_welch_difference_ci_and_hedges_g():
     c = stats.welch(a, b)
     assert c.test == "welch" and c.diff == pytest.approx(0.11)
     assert df == pytest.approx(1.1696, rel=1e-4)  # 0.000433²/(0.0004² + 0.0000333²/2)
-    assert c.diff_ci_high - c.diff == pytest.approx(stats.t_quantile(df) * se)
+    assert c.ci[1] - c.diff == pytest.approx(stats.t_quantile(df) * se)
     pooled = math.sqrt((1 * 0.0008 + 2 * 0.0001) / 3)
     assert c.effect == pytest.approx((1 - 3 / (4 * 5 - 9)) * 0.11 / pooled)  # Hedges' g = J·d
+    assert c.effect_kind == "g"
 
 
 def test_compare_pairs_on_shared_seeds_and_counts_them():
@@ -56,14 +62,17 @@ def test_compare_pairs_on_shared_seeds_and_counts_them():
     assert (unpaired.test, unpaired.n_pairs) == ("welch", 0)
     single = stats.compare({0: 0.95}, {0: 0.90, 1: 0.80})  # one pair: its difference, untested
     assert (single.test, single.n_pairs) == ("", 1) and single.diff == pytest.approx(0.05)
-    assert math.isnan(single.p_value) and math.isnan(single.diff_ci_low)
+    assert math.isnan(single.p_value) and math.isnan(single.ci[0])
     unshared = stats.compare({3: 0.95}, {0: 0.90, 1: 0.80})  # no pair: the difference of means
     assert (unshared.n_pairs, unshared.diff) == (0, pytest.approx(0.10))
 
 
-def test_identical_differences_have_no_p_value():
+def test_identical_differences_have_no_p_value_and_no_interval():
+    """Every seed gives the same Δ: the estimate is exact on these seeds, but a zero-width CI [Δ, Δ] would
+    claim a certainty that two seeds cannot give."""
     c = stats.paired([0.91, 0.92], [0.90, 0.91])
     assert c.diff == pytest.approx(0.01) and math.isnan(c.p_value) and math.isnan(c.effect)
+    assert all(math.isnan(x) for x in c.ci) and math.isnan(c.tost_p(0.005))
 
 
 def test_holm_by_hand():
@@ -73,3 +82,120 @@ def test_holm_by_hand():
     assert stats.holm([0.9, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
     out = stats.holm([math.nan, 0.01, 0.02])  # NaN neither adjusted nor counted: m = 2
     assert math.isnan(out[0]) and out[1:] == pytest.approx([0.02, 0.02])
+
+
+# ---------------------------------------------------------------- equivalence and power
+
+
+def test_tost_by_hand():
+    # d = [.001, .002, .003, .002]: Δ = .002, s_d = sqrt(2e-6 / 3), se = s_d / 2, df = 3.
+    c = stats.paired([0.901, 0.902, 0.903, 0.902], [0.9] * 4)
+    se = math.sqrt(2e-6 / 3) / 2
+    low, high = (0.002 + 0.005) / se, (0.002 - 0.005) / se  # 17.1 and -7.35
+    assert c.tost_p(0.005) == pytest.approx(max(scipy_stats.t.sf(low, 3), scipy_stats.t.cdf(high, 3)))
+    assert 0.0005 < c.tost_p(0.005) < 0.005  # |t_high| = 7.35 lies between t_.995,3 = 5.84 and t_.9995,3 = 12.9
+    # A margin at the upper end of the 90% CI puts the upper one-sided test exactly at p = 0.05.
+    assert c.tost_p(0.002 + T95_DF3 * se) == pytest.approx(0.05, rel=1e-4)
+    assert c.tost_p(0.001) > 0.5  # a margin below Δ itself: not equivalent
+
+
+def test_verdicts():
+    assert stats.verdict(0.01, 0.01, 0.005) == "different"  # a real difference wins over a tight margin
+    assert stats.verdict(0.2, 0.01, 0.005) == "equivalent within ±0.5 pp"
+    assert stats.verdict(0.2, 0.3, 0.005) == "inconclusive"
+    assert stats.verdict(math.nan, math.nan, 0.005) == ""
+
+
+def test_detectable_difference_and_seeds_needed_by_hand():
+    # The t-corrected normal approximation: δ ≈ (t_.975,9 + t_.80,9)·s_d/√10 = (2.2622 + 0.8830)/√10 = 0.9946.
+    assert stats.detectable_difference(1.0, 10) == pytest.approx((2.262157 + 0.883029) / math.sqrt(10), rel=5e-3)
+    assert stats.paired_power(stats.detectable_difference(0.01, 3), 0.01, 3) == pytest.approx(0.8)
+    assert stats.detectable_difference(0.01, 5) == pytest.approx(0.5 * stats.detectable_difference(0.02, 5))
+    # Cohen's table for the paired t (two-sided α = .05, power .8): d = 1 needs 10 seeds, d = 0.5 needs 34.
+    assert stats.seeds_needed(1.0, 1.0) == 10 and stats.seeds_needed(-0.005, 0.01) == 34
+    assert stats.paired_power(1.0, 1.0, 9) < 0.8 <= stats.paired_power(1.0, 1.0, 10)
+    assert math.isnan(stats.detectable_difference(0.0, 5)) and math.isnan(stats.seeds_needed(0.01, 0.0))
+
+
+# ---------------------------------------------------------------- all variants of a group
+
+
+# variant × seed. Ranks per seed (1 = best): s0 a b c; s1 b a c; s2 a = c (1.5 each), b; s3 a b c.
+ACC = pd.DataFrame([[0.90, 0.91, 0.92, 0.93], [0.88, 0.92, 0.90, 0.91], [0.85, 0.86, 0.92, 0.89]],
+                   index=["a", "b", "c"], columns=[0, 1, 2, 3])
+
+
+def test_friedman_by_hand():
+    # R = (5.5, 8, 10.5): 12/(4·3·4)·(5.5² + 8² + 10.5²) − 3·4·4 = 51.125 − 48 = 3.125, divided by the
+    # tie correction 1 − (2³ − 2)/(4·(3³ − 3)) = 0.9375: 3.3333; for 2 df, p = exp(−χ²/2).
+    result = stats.friedman(ACC)
+    assert result["friedman_chi2"] == pytest.approx(3.125 / 0.9375)
+    assert (result["friedman_df"], result["friedman_p"]) == (2, pytest.approx(math.exp(-3.125 / 0.9375 / 2)))
+    assert result["friedman_chi2"] == pytest.approx(scipy_stats.friedmanchisquare(*ACC.to_numpy()).statistic)
+
+
+def test_omnibus_uses_the_seeds_every_variant_completed():
+    acc = ACC.assign(**{"4": [0.5, np.nan, 0.5]}).reindex(["a", "b", "c", "none-completed"])
+    result = stats.omnibus(acc)
+    assert (result["k"], result["n_seeds"]) == (3, 4)  # seed 4 lacks b; a variant without runs is left out
+    assert result["friedman_chi2"] == pytest.approx(stats.friedman(ACC)["friedman_chi2"])
+    assert math.isnan(stats.omnibus(ACC[[0]])["friedman_p"])  # one complete seed: nothing to test
+
+
+def test_repeated_measures_anova_by_hand():
+    # Means: variants 2, 5, 5; seeds 2, 4, 6; grand 4. SS_v = 3·(4+1+1) = 18, SS_s = 3·(4+0+4) = 24,
+    # SS_tot = 48, SS_e = 6: F = (18/2)/(6/4) = 6 on (2, 4) df, p = (1 + 2F/4)^(−2) = 1/16.
+    table = pd.DataFrame([[1, 2, 3], [3, 4, 8], [2, 6, 7]], dtype=float)
+    result = stats.rm_anova(table)
+    assert (result["anova_f"], result["anova_df1"], result["anova_df2"]) == (pytest.approx(6), 2, 4)
+    assert result["anova_p"] == pytest.approx(1 / 16)
+    assert result["gg_epsilon"] == pytest.approx(1)  # residuals ±1 in every variant: sphericity holds
+    # With two variants it is the paired t-test: F = t², ε = 1, the same p.
+    t = scipy_stats.ttest_rel(ACC.loc["a"], ACC.loc["b"])
+    two = stats.rm_anova(ACC.loc[["a", "b"]])
+    assert (two["anova_f"], two["gg_epsilon"]) == (pytest.approx(t.statistic**2), pytest.approx(1))
+    assert two["anova_p_gg"] == pytest.approx(t.pvalue)
+
+
+def test_greenhouse_geisser_epsilon_from_orthonormal_contrasts():
+    """ε = (Σλ)²/((k−1)Σλ²), λ the eigenvalues of Cᵀ·Σ·C with C orthonormal contrasts (Helmert)."""
+    table = pd.DataFrame([[0.90, 0.91, 0.93, 0.92, 0.95], [0.80, 0.91, 0.85, 0.97, 0.90],
+                          [0.88, 0.90, 0.91, 0.89, 0.92]])
+    helmert = np.array([[1, 1], [-1, 1], [0, -2]]) / np.array([math.sqrt(2), math.sqrt(6)])
+    eigen = np.linalg.eigvalsh(helmert.T @ np.cov(table.to_numpy()) @ helmert)
+    epsilon = eigen.sum() ** 2 / (2 * (eigen**2).sum())
+    result = stats.rm_anova(table)
+    assert result["gg_epsilon"] == pytest.approx(epsilon) and 0.5 <= epsilon < 0.9
+    assert result["anova_p_gg"] == pytest.approx(scipy_stats.f.sf(result["anova_f"], 2 * epsilon, 8 * epsilon))
+
+
+def test_mean_ranks_and_wins_split_ties():
+    out = stats.ranks(ACC.reindex(["a", "b", "c", "no-runs"]))
+    assert out.loc[["a", "b", "c"], "mean_rank"].tolist() == pytest.approx([5.5 / 4, 2, 10.5 / 4])
+    assert out.loc[["a", "b", "c"], "wins"].tolist() == pytest.approx([2.5, 1, 0.5])  # s2: a and c share
+    assert out.loc["no-runs"].isna().all()
+
+
+def test_pairwise_compares_every_pair_with_holm_over_all_of_them():
+    pairs = stats.pairwise(ACC, 0.005)
+    assert list(zip(pairs["a"], pairs["b"])) == [("b", "a"), ("c", "a"), ("c", "b")]  # Δ = later − earlier
+    raw = [scipy_stats.ttest_rel(ACC.loc[a], ACC.loc[b]).pvalue for a, b in zip(pairs["a"], pairs["b"])]
+    assert pairs["p_value"].tolist() == pytest.approx(raw)
+    order = np.argsort(raw)  # Holm by hand: ×3, ×2, ×1, never below an earlier step
+    expected, running = [0.0] * 3, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (3 - rank) * raw[i]))
+        expected[i] = running
+    assert pairs["p_holm"].tolist() == pytest.approx(expected)
+    assert pairs.loc[1, "diff"] == pytest.approx((ACC.loc["c"] - ACC.loc["a"]).mean())
+    assert set(pairs["verdict"]) <= {"different", "inconclusive", "equivalent within ±0.5 pp"}
+
+
+def test_against_a_baseline_holds_the_baseline_row_blank():
+    out = stats.against(ACC, "b", 0.005)
+    assert out.loc["b", "diff"] == 0 and math.isnan(out.loc["b", "p_value"]) and out.loc["b", "n_pairs"] == 0
+    assert out.loc["a", "diff"] == pytest.approx((ACC.loc["a"] - ACC.loc["b"]).mean())
+    p = out["p_value"].drop("b")  # Holm over the 2 comparisons with b: the smaller p ×2, the larger ×1 (not below)
+    assert out.loc[p.idxmin(), "p_holm"] == pytest.approx(min(1, 2 * p.min()))
+    assert out.loc[p.idxmax(), "p_holm"] == pytest.approx(max(p.max(), min(1, 2 * p.min())))
+    assert stats.against(ACC, None, 0.005)["diff"].isna().all()  # a group without a baseline compares nothing

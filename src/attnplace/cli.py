@@ -65,21 +65,22 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    report(args.results_dir, wandb=args.wandb)
+    report(args.results_dir, wandb=args.wandb, allow_mixed_environments=args.allow_mixed_environments,
+           baseline=args.baseline, metric=args.metric, equivalence_margin=args.equivalence_margin)
     return 0
 
 
-def report(results_dir, wandb: bool = False) -> None:
-    """Write the tables and plots, print the summary table and name what could not be read;
-    with `wandb`, also log them as the grid's W&B summary run."""
+def report(results_dir, wandb: bool = False, allow_mixed_environments: bool = False, **settings) -> None:
+    """Write the tables and plots, print the summary table, the omnibus tests and what could not be read;
+    with `wandb`, also log them as the grid's W&B summary run. `settings` override grid.json's `report:`."""
     from .grid.report import write_report
-    from .grid.tables import format_summary
+    from .grid.tables import format_summary, omnibus_lines
 
-    result = write_report(results_dir)
+    result = write_report(results_dir, allow_mixed_environments, **settings)
     for problem in result.problems:
         print(f"skipped: {problem}", file=sys.stderr)
     print(format_summary(result.summary))
-    for line in result.caveats + result.notes:
+    for line in result.caveats + result.notes + omnibus_lines(result.omnibus):
         print(line)
     print(f"tables and plots: {', '.join(sorted(Path(p).name for p in result.written))} in {results_dir}")
     if wandb:
@@ -129,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="tables, plots and statistics of a results directory")
     p.add_argument("results_dir")
     p.add_argument("--wandb", action="store_true", help="also log the tables and plots as a W&B summary run")
+    p.add_argument("--baseline", metavar="VARIANT",
+                   help="the variant each group is compared with, by label (default: the grid's report.baseline, "
+                        "else pattern none)")
+    p.add_argument("--metric", metavar="test_acc|val_acc",
+                   help="val_acc (the final epoch's validation accuracy) to explore, test_acc to confirm "
+                        "(default: the grid's report.metric, else test_acc)")
+    p.add_argument("--equivalence-margin", type=float, metavar="PP",
+                   help="TOST margin in percentage points (default: the grid's report.equivalence_margin, else 0.5)")
+    p.add_argument("--allow-mixed-environments", action="store_true",
+                   help="report runs of different device types, precisions or compile settings together")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -2,11 +2,14 @@
 
 A grid's training runs each log their curves; what the user came for is the comparison. This logs the
 report into the same W&B project and group as those runs, as one run with job_type `summary`:
-the summary table (the columns of summary.csv, one row per variant), the per-run table, the mean
-gate trajectories, and accuracy.png / gates.png. Offline unless the user has logged in to W&B, like
-the training runs; `wandb sync <results_dir>/wandb/offline-run-*` uploads it later.
+the summary table (the columns of summary.csv, one row per variant), every pair (pairs.csv), the
+omnibus tests per group, the per-run table, the mean gate and mask trajectories, and the plots
+accuracy.png, pairs.png (as `pairs_matrix`), gates.png and masks.png (those written). Offline unless
+the user has logged in to W&B, like the training runs; `wandb sync <results_dir>/wandb/offline-run-*`
+uploads it later.
 """
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -14,7 +17,8 @@ import pandas as pd
 
 from .report import Report
 
-RUN_COLUMNS = ["variant", "seed", "status", "test_acc", "params", "flops", "train_images_per_s", "id"]
+RUN_COLUMNS = ["variant", "seed", "status", "test_acc", "val_acc", "params", "flops", "train_images_per_s", "id"]
+PLOTS = {"accuracy": "accuracy", "pairs": "pairs_matrix", "gates": "gates", "masks": "masks"}  # file -> W&B key
 
 
 def _wandb_settings(report: Report) -> tuple[str, str, str]:
@@ -44,12 +48,15 @@ def log_summary_run(report: Report, results_dir: str | Path) -> str:
     run = wandb.init(project=project, group=group, job_type="summary", name=f"{group} summary", id=run_id,
                      dir=str(results_dir), mode=mode, resume="allow", reinit="finish_previous",
                      config={"results_dir": str(results_dir), "variants": int(len(report.summary)),
-                             "runs": int(len(report.runs))})
-    media = {name: wandb.Image(str(results_dir / f"{name}.png"))
-             for name in ("accuracy", "gates") if (results_dir / f"{name}.png").exists()}
-    run.log({"summary": _table(report.summary), "runs": _table(report.runs[RUN_COLUMNS]),
-             "gates_mean": _table(report.gates_mean), **media})
-    run.summary["caveats"] = " ".join(report.caveats)
+                             "runs": int(len(report.runs)), **dataclasses.asdict(report.settings)})
+    media = {key: wandb.Image(str(results_dir / f"{name}.png"))
+             for name, key in PLOTS.items() if (results_dir / f"{name}.png").exists()}
+    tables = {"summary": report.summary, "pairs": report.pairs, "omnibus": report.omnibus,
+              "runs": report.runs[RUN_COLUMNS], "gates_mean": report.gates_mean}
+    if len(report.masks_mean):
+        tables["masks_mean"] = report.masks_mean
+    run.log({**{name: _table(frame) for name, frame in tables.items()}, **media})
+    run.summary["caveats"] = " ".join(report.caveats + report.notes)
     directory = run.dir
     run.finish()
     wandb.teardown()  # waits for W&B's service to write the run out: a command may exit right after this

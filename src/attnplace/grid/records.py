@@ -6,17 +6,22 @@ it, `grid.json` with the grid's axes and run ids. Which runs belong to the table
   old runs left in `runs/` are not averaged in);
 - without: every run in `runs/`.
 Either way the runs must form one experiment: the runs of a variant may differ only in their seed, with
-no seed twice, and runs of different variants only in their axes and placement options. Anything else
-is refused with a one-line `UserError` naming the differing keys. A record that cannot be trusted
-(corrupt, wrong types: `validate.py`) is reported by path and skipped, so one broken run never hides the rest.
+no seed twice, and runs of different variants only in their axes and placement options. Nor may they mix
+environments that compute different numbers: device type (`cpu`, `cuda`), precision or torch.compile,
+unless the caller allows it (runs without an environment, which failed before training, do not count).
+Anything else is refused with a one-line `UserError` naming the differing keys. A record that cannot be
+trusted (corrupt, wrong types: `validate.py`) is reported by path and skipped, so one broken run never
+hides the rest.
 
 Vocabulary:
 - axis: a dotted config key the grid varies (`model.pattern`, `optim.lr`) or `seed`.
 - variant: the values of every axis except `seed`; its seeds are its repeated runs.
-- placement axis: a `model.*` axis other than the backbone and norm, i.e. a choice of *where/how*
-  attention sits, or how its gates train (`optim.gate_lr_scale`). A variant's baseline is the
-  `model.pattern == "none"` variant that agrees on every non-placement axis (`resnet20/p1/se` is
-  compared with `resnet20/none`).
+- placement axis: one of `config.PLACEMENT_AXES`, a choice of *where/how* attention sits, or how its
+  gates train (`optim.gate_lr_scale`); not the backbone or the norm.
+- group: the variants that agree on every non-placement axis; they are compared with each other, and
+  with their baseline (by default the `model.pattern == "none"` variant: `resnet20/p1/se` is compared
+  with `resnet20/none`).
+- order: variants are listed group by group, each axis in the order of the values the grid lists.
 """
 
 import json
@@ -29,38 +34,48 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
-from ..train.config import PRESENTATION_KEYS
+from ..train.config import PLACEMENT_AXES, PRESENTATION_KEYS
 from .validate import METRICS, BadRecord, read_checked
 
 BASELINE = "none"
 PATTERN = "model.pattern"
-NON_PLACEMENT = {"model.backbone", "model.norm"}
-GATE_OPTIONS = {"optim.gate_lr_scale"}  # how the gates train: part of the placement, meaningless for a baseline
+# The pattern is the placement itself, whatever else the config counts as one.
+PLACEMENT = PLACEMENT_AXES | {PATTERN}
 DEFAULT_AXES = ("model.backbone", PATTERN, "model.attention", "seed")
+ENVIRONMENT = ("device", "precision", "compile")  # what changes the numbers a run computes
 
 
 # ---------------------------------------------------------------- which runs: grid.json
 
 
-def _grid_spec(results_dir: Path, problems: list[str]) -> tuple[list[str], list[str] | None]:
-    """(axis keys in the grid's order, run ids the grid lists or None) from the optional grid.json."""
+@dataclass
+class GridSpec:
+    """What the optional grid.json says: the axes with their values in the grid's order, the run ids it lists
+    (None: read every run in runs/), and its `report:` section."""
+
+    axes: dict[str, list] = field(default_factory=dict)
+    runs: list[str] | None = None
+    report: dict = field(default_factory=dict)
+
+
+def _grid_spec(results_dir: Path, problems: list[str]) -> GridSpec:
     path = results_dir / "grid.json"
     if not path.exists():
-        return [], None
+        return GridSpec()
     try:
         grid = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         problems.append(f"{path}: unreadable: {exc}")
-        return [], None
+        return GridSpec()
     grid = grid if isinstance(grid, dict) else {}
     axes, runs = grid.get("axes"), grid.get("runs")
-    if not isinstance(axes, dict):
+    if not (isinstance(axes, dict) and all(isinstance(v, list) for v in axes.values())):
         problems.append(f"{path}: 'axes' must map dotted config keys to value lists; using the records' axes")
         axes = {}
     if runs is not None and not (isinstance(runs, list) and all(isinstance(r, str) for r in runs)):
         problems.append(f"{path}: 'runs' must be a list of run ids; reading every run in runs/")
         runs = None
-    return list(axes), runs
+    return GridSpec(axes, runs, grid.get("report") or {})
 
 
 def _run_dirs(results_dir: Path, listed: list[str] | None, notes: list[str]) -> list[Path]:
@@ -82,20 +97,22 @@ class Loaded:
     runs: pd.DataFrame
     problems: list[str] = field(default_factory=list)  # records that could not be used
     notes: list[str] = field(default_factory=list)  # runs deliberately left out
+    grid: GridSpec = field(default_factory=GridSpec)
 
 
-def load(results_dir: str | os.PathLike) -> Loaded:
+def load(results_dir: str | os.PathLike, allow_mixed_environments: bool = False) -> Loaded:
     """Read the runs of a results dir once; shared by every public entry point.
 
-    Raises UserError when the dir is missing, holds no usable record, or mixes experiments.
+    Raises UserError when the dir is missing, holds no usable record, or mixes experiments (or, unless
+    allowed, environments).
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise UserError(f"results directory {results_dir} does not exist")
     problems, notes = [], []
-    grid_axes, listed = _grid_spec(results_dir, problems)
+    grid = _grid_spec(results_dir, problems)
     records, seen, pending = [], set(), []
-    for run_dir in _run_dirs(results_dir, listed, notes):
+    for run_dir in _run_dirs(results_dir, grid.runs, notes):
         path = run_dir / "record.json"
         try:
             rec = read_checked(path) if path.exists() else None
@@ -116,17 +133,23 @@ def load(results_dir: str | os.PathLike) -> Loaded:
     if pending or running:  # a grid stopped part-way: the same grid command finishes it
         notes.append(f"unfinished: {len(pending)} run(s) not started, {len(running)} stopped mid-training "
                      f"(not counted); rerun the grid command to finish them")
-    runs = runs_frame(records, grid_axes)
+    runs = runs_frame(records, grid.axes)
     check_one_experiment(records, runs, results_dir)
-    return Loaded(records, runs, problems, notes)
+    if (mixed := environment_differences(runs)) and not allow_mixed_environments:
+        raise UserError(f"{results_dir}: runs differ in {mixed}; a table never mixes device types, precisions or "
+                        f"compile settings: keep each in its own results folder, or pass "
+                        f"--allow-mixed-environments to compare them anyway")
+    return Loaded(records, runs, problems, notes, grid)
 
 
 def load_records(results_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
     """One row per run of the experiment, and a `path: reason` line per record that was skipped.
 
     Columns: id, status, error, failed_epoch, one column per axis named by its dotted key, seed,
-    the metrics (accuracies as fractions), test_on, and a readable `variant` label. Axis columns are
-    exactly the dotted-key columns: that is how `summarize` tells axes from metrics.
+    the metrics (accuracies as fractions), final_epoch (the last epoch trained, counted from 0), test_on,
+    code, the environment (device type, precision, compile; None without one), a readable `variant`
+    label and its `order`. Axis columns are exactly the dotted-key columns: that is how `summarize`
+    tells axes from metrics.
     """
     loaded = load(results_dir)
     return loaded.runs, loaded.problems
@@ -135,7 +158,7 @@ def load_records(results_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str
 # ---------------------------------------------------------------- one row per run
 
 
-def _axis_keys(records: list[dict], grid_axes: list[str]) -> list[str]:
+def _axis_keys(records: list[dict], grid_axes: Mapping[str, list]) -> list[str]:
     """Ordered union of declared axes; falls back to the defaults for single runs.
 
     `model.pattern` is always an axis because baselines are found by it.
@@ -166,7 +189,7 @@ def _axis_value(rec: dict, key: str):
     return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
 
 
-def runs_frame(records: list[dict], grid_axes: list[str]) -> pd.DataFrame:
+def runs_frame(records: list[dict], grid_axes: Mapping[str, list]) -> pd.DataFrame:
     axes = _axis_keys(records, grid_axes)
     has_acc5 = any((r.get("metrics") or {}).get("test_acc5") is not None for r in records)
     metrics = [m for m in METRICS if m != "test_acc5" or has_acc5]  # top-5 only where recorded (CIFAR-100)
@@ -176,15 +199,41 @@ def runs_frame(records: list[dict], grid_axes: list[str]) -> pd.DataFrame:
         row.update({key: _axis_value(rec, key) for key in axes})
         row["seed"] = _axis_value(rec, "seed")
         row.update({m: (rec.get("metrics") or {}).get(m) for m in metrics})
+        row["final_epoch"] = max((h["epoch"] for h in rec.get("history") or []), default=None)
         row["test_on"] = lookup(rec["config"], "trainer.test_on") or "final"
         row["code"] = _code(rec)
+        row.update(_environment(rec))
         rows.append(row)
-    runs = pd.DataFrame(rows, columns=["id", "status", "error", "failed_epoch", *axes, "seed", *metrics, "test_on",
-                                       "code"])
+    runs = pd.DataFrame(rows, columns=["id", "status", "error", "failed_epoch", *axes, "seed", *metrics, "final_epoch",
+                                       "test_on", "code", *ENVIRONMENT])
     runs[metrics] = runs[metrics].astype(float)
-    runs["failed_epoch"] = runs["failed_epoch"].astype("Int64")
-    runs["variant"] = [label(k, axes) for k in variant_keys(runs)]
+    runs[["failed_epoch", "final_epoch"]] = runs[["failed_epoch", "final_epoch"]].astype("Int64")
+    keys = variant_keys(runs)
+    runs["variant"] = [label(k, axes) for k in keys]
+    runs["order"] = _order(keys, axes, grid_axes)
     return runs
+
+
+def _environment(rec: dict) -> dict:
+    """The device type (`cpu` of "cpu: 2 cores"), precision and compile flag a run trained with; all None for
+    a record without an environment (it failed before training). An older record without `compile` ran eager."""
+    env = rec.get("environment") or {}
+    if not env:
+        return dict.fromkeys(ENVIRONMENT)
+    return {"device": str(env.get("device") or "").split(":")[0].strip() or None,
+            "precision": env.get("precision"), "compile": bool(env.get("compile"))}
+
+
+def environment_differences(runs: pd.DataFrame) -> str:
+    """`precision (32-true: 4 runs, bf16-mixed: 2 runs)` for each environment key the trained runs differ in;
+    empty when they agree."""
+    trained = runs.dropna(subset=list(ENVIRONMENT), how="all")
+    parts = []
+    for key in ENVIRONMENT:
+        counts = trained[key].astype(str).value_counts(sort=False)
+        if len(counts) > 1:
+            parts.append(f"{key} ({', '.join(f'{value}: {n} run(s)' for value, n in counts.items())})")
+    return ", ".join(parts)
 
 
 def _code(rec: dict) -> str | None:
@@ -201,10 +250,6 @@ def axis_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in runs.columns if "." in c]
 
 
-def is_placement(axis: str) -> bool:
-    return (axis.startswith("model.") and axis not in NON_PLACEMENT) or axis in GATE_OPTIONS
-
-
 def variant_keys(runs: pd.DataFrame) -> list[tuple]:
     """Each run's variant as a tuple over the axis columns.
 
@@ -216,7 +261,7 @@ def variant_keys(runs: pd.DataFrame) -> list[tuple]:
     for values in runs[axes].itertuples(index=False, name=None):
         values = tuple(None if isna(v) else v for v in values)
         if dict(zip(axes, values)).get(PATTERN) == BASELINE:
-            values = tuple(None if is_placement(a) and a != PATTERN else v for a, v in zip(axes, values))
+            values = tuple(None if a in PLACEMENT and a != PATTERN else v for a, v in zip(axes, values))
         keys.append(values)
     return keys
 
@@ -228,10 +273,40 @@ def isna(value) -> bool:
 
 def label(key: tuple, axes: list[str]) -> str:
     """`resnet20/p4/se/lr=0.1`: backbone, pattern and attention speak for themselves; any other
-    axis value carries its key's last part, since a bare `0.1` or `[2, 3]` says nothing."""
-    parts = [str(v) if a in DEFAULT_AXES else f"{a.rsplit('.', 1)[-1]}={v}"
+    axis value carries its key's last part, since a bare `0.1` or `[2, 3]` says nothing. A whole float
+    is written as the grid file writes it (`gate_lr_scale=10`, not `10.0`), so labels can be typed."""
+    parts = [_text(v) if a in DEFAULT_AXES else f"{a.rsplit('.', 1)[-1]}={_text(v)}"
              for a, v in zip(axes, key) if v is not None]
     return "/".join(parts)
+
+
+def _text(value) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def placement_label(key: tuple, axes: list[str]) -> str:
+    """The label of a variant's placement axes only: the same placement in every group (`p1/se`)."""
+    return label(tuple(v for a, v in zip(axes, key) if a in PLACEMENT), [a for a in axes if a in PLACEMENT])
+
+
+def _order(keys: list[tuple], axes: list[str], grid_axes: Mapping[str, list]) -> list[int]:
+    """Each run's variant position: by the non-placement axes first (so a group's variants are adjacent),
+    then the placement axes, each axis in the order the grid lists its values (numbers as numbers); a blank
+    (a baseline's placement option) comes first, values the grid does not list last, in their natural order."""
+    ranked = sorted(range(len(axes)), key=lambda i: axes[i] in PLACEMENT)  # stable: keeps the grid's axis order
+
+    def position(axis: str, value) -> tuple:
+        listed = [json.dumps(v, sort_keys=True) if isinstance(v, list | dict) else v for v in grid_axes.get(axis, [])]
+        if value is None:
+            return (-1, 0, "")
+        if value in listed:
+            return (listed.index(value), 0, "")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return (len(listed), 0 if number else 1, value if number else str(value))
+
+    sort_keys = [tuple(position(axes[i], key[i]) for i in ranked) for key in keys]
+    distinct = sorted(set(sort_keys))
+    return [distinct.index(k) for k in sort_keys]
 
 
 # ---------------------------------------------------------------- one experiment, or a refusal
@@ -277,7 +352,7 @@ def check_one_experiment(records: list[dict], runs: pd.DataFrame, results_dir: P
         # A baseline's placement options are meaningless (it has no attention): `none/se` and `none/cbam` pool.
         baseline = runs[PATTERN].iloc[rows[0]] == BASELINE
         differ = _differences([configs[i] for i in rows],
-                              lambda k: k != "seed" and not (baseline and is_placement(k) and k != PATTERN))
+                              lambda k: k != "seed" and not (baseline and k in PLACEMENT and k != PATTERN))
         if differ:
             raise UserError(f"{results_dir}: variant {variant} mixes runs whose configs differ in "
                             f"{_describe(differ)}; {hint}")
@@ -287,7 +362,7 @@ def check_one_experiment(records: list[dict], runs: pd.DataFrame, results_dir: P
             ids = [runs["id"].iloc[i] for i in rows if runs["seed"].iloc[i] == twice]
             raise UserError(f"{results_dir}: variant {variant} has seed {twice} more than once "
                             f"({', '.join(ids[:2])}); repeated seeds are not independent runs")
-    differ = _differences(configs, lambda k: k != "seed" and k not in axes and not is_placement(k))
+    differ = _differences(configs, lambda k: k != "seed" and k not in axes and k not in PLACEMENT)
     if differ:
         raise UserError(f"{results_dir}: runs differ in {_describe(differ)}, which is not an axis of the "
                         f"grid; {hint}")

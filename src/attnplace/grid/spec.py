@@ -8,9 +8,12 @@
       seed: [0, 1, 2]
     exclude:
       - {model.pattern: p3, model.attention: coord}   # all keys must match; a list matches any of its values
+    report: {baseline: p1/se, metric: val_acc, equivalence_margin: 0.5}   # optional: how the table reads
 
 The product of the axes, minus excluded combinations, is the run list. Runs are canonicalised (see
 `config.canonical`), so e.g. the `none` baseline appears once per seed, not once per attention type.
+The `report` section travels in the grid's `grid.json`, so `attnplace report` reads the table as the grid
+file asks (its command-line flags override it).
 """
 
 import dataclasses
@@ -22,7 +25,37 @@ from ..errors import UserError
 from ..train.config import Config, canonical
 from ..train.config_io import from_dict, merge, parse_override, read_yaml
 
-GRID_KEYS = ("name", "base", "axes", "exclude")
+GRID_KEYS = ("name", "base", "axes", "exclude", "report")
+REPORT_METRICS = ("test_acc", "val_acc")
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """How a report reads its runs: a grid file's `report:` section, or `attnplace report`'s flags.
+
+    Exploratory grids choose among many variants, so they read `val_acc` (the final epoch's validation
+    accuracy) and leave the test split for the confirmation; `test_acc` is read from the weights the run
+    tested (`trainer.test_on`).
+    """
+
+    baseline: str | None = None  # a variant label (or its placement part, for every group); None: pattern `none`
+    metric: str = "test_acc"  # test_acc | val_acc
+    equivalence_margin: float = 0.5  # percentage points: |Δ| below it counts as no difference (TOST)
+
+    def __post_init__(self):
+        if self.metric not in REPORT_METRICS:
+            raise UserError(f"metric={self.metric!r} is invalid; valid: {', '.join(REPORT_METRICS)}")
+        if not self.equivalence_margin > 0:
+            raise UserError(f"equivalence_margin={self.equivalence_margin!r} is invalid; "
+                            f"valid: > 0 (percentage points)")
+
+
+def report_settings(section: object, where: str) -> ReportSettings:
+    """The `report:` section of a grid file or grid.json, checked; mistakes name `where` and the key."""
+    try:
+        return from_dict(ReportSettings, section if section is not None else {}, "report.")
+    except UserError as err:
+        raise UserError(f"{where}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -41,9 +74,10 @@ class Grid:
     axes: dict[str, list]
     runs: list[GridRun]
     results_dir: Path
+    report: dict = dataclasses.field(default_factory=dict)  # the grid file's `report:` section, as written
 
     def describe(self) -> dict:
-        return {"name": self.name, "axes": self.axes, "runs": [r.id for r in self.runs]}
+        return {"name": self.name, "axes": self.axes, "runs": [r.id for r in self.runs], "report": self.report}
 
 
 def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
@@ -58,9 +92,11 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
     exclude = spec.get("exclude") or []
     if not isinstance(exclude, list) or not all(isinstance(rule, dict) for rule in exclude):
         raise UserError(f"{path}: exclude must be a list of mappings (key: value or list of values)")
+    report = spec.get("report") or {}
+    report_settings(report, str(path))  # a mistake here must stop the grid before it trains, not after
     base = merge(spec.get("base") or {}, dict(parse_override(o) for o in overrides))
     base["name"] = name
-    return expand(name, base, axes, exclude)
+    return dataclasses.replace(expand(name, base, axes, exclude), report=report)
 
 
 def expand(name: str, base: dict, axes: dict[str, list], exclude: list[dict]) -> Grid:

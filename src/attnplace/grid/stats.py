@@ -1,13 +1,33 @@
 """The statistics behind every results table: pure functions of accuracies, no files and no formatting.
 
-For one variant's n runs (one per seed):           mean, sample std s, t-based 95% CI  mean ± t₀.₉₇₅,ₙ₋₁·s/√n.
-Against its baseline, paired on the k shared seeds   dᵢ = accᵢ − baseᵢ  (k ≥ 2):
-    Δ = mean(d),  CI = Δ ± t₀.₉₇₅,ₖ₋₁·s_d/√k,  t = Δ/(s_d/√k) on k−1 df,  Cohen's d_z = Δ/s_d.
-Unpaired (fewer than two shared seeds), Welch:
-    Δ = mean(a) − mean(b),  se = √(s_a²/n_a + s_b²/n_b),  df by Welch–Satterthwaite,
-    Hedges' g = J·Δ/s_pooled,  J = 1 − 3/(4(n_a + n_b) − 9).
-Holm's step-down correction over the m comparisons against one baseline: sort p ascending,
-    p_holm(i) = max_{j ≤ i} min(1, (m − j + 1)·p(j)).
+A report's numbers come from one frame `acc`: variant × seed → accuracy (a fraction), NaN where a run is
+missing or failed, rows in the report's order. Every statistic is a function of that frame or its rows.
+
+One variant's n runs:  mean, sample std s, 95% CI  mean ± t₀.₉₇₅,ₙ₋₁·s/√n.
+Two variants a, b, paired on the k seeds both completed, dᵢ = aᵢ − bᵢ (k ≥ 2):
+    Δ = mean(d), s_d = sd(d), se = s_d/√k, df = k − 1, CI = Δ ± t₀.₉₇₅,df·se, p = 2·P(T_df > |Δ|/se),
+    Cohen's d_z = Δ/s_d.
+Unpaired (fewer than two shared seeds), Welch:  Δ = mean(a) − mean(b), se = √(s_a²/n_a + s_b²/n_b),
+    df = se⁴ / ((s_a²/n_a)²/(n_a − 1) + (s_b²/n_b)²/(n_b − 1)),  Hedges' g = J·Δ/s_pooled, J = 1 − 3/(4(n_a + n_b) − 9).
+Equivalence within ±m, TOST (two one-sided t-tests on the same se and df):
+    p_low = P(T_df ≥ (Δ + m)/se)  (H₀: Δ ≤ −m),  p_high = P(T_df ≤ (Δ − m)/se)  (H₀: Δ ≥ +m),
+    p_TOST = max(p_low, p_high): below α exactly when the (1 − 2α) CI lies inside (−m, +m).
+Power of the paired t-test (two-sided α = 0.05) against a true difference δ, from the noncentral t:
+    λ = δ·√k/s_d,  power = P(T'_{k−1,λ} > t_c) + P(T'_{k−1,λ} < −t_c),  t_c = t_{1−α/2, k−1};
+    the detectable difference is the δ whose power is 0.8 (λ solved numerically), and the seeds a
+    difference δ needs is the least k whose power reaches 0.8, both with s_d the observed SD of the
+    differences (a planning figure for the next grid, not a post-hoc power of this one).
+Holm's step-down correction over m comparisons: sort p ascending, p_holm(i) = max_{j ≤ i} min(1, (m − j + 1)·p(j)).
+All variants of a group at once, on the n seeds every one of the k variants completed (the blocks):
+    Friedman: rank each seed's k accuracies (1 = best, ties averaged), R_j = variant j's rank sum,
+        χ²_F = [12/(n·k·(k + 1))·Σⱼ R_j² − 3·n·(k + 1)] / C,  C = 1 − Σ_ties (t³ − t) / (n·(k³ − k)),
+        p = P(χ²_{k−1} > χ²_F). It assumes nothing about the spread, which differs between placements
+        (p2 varies 4× as much as the plain block), but with few seeds it cannot reach small p.
+    Repeated-measures ANOVA beside it: SS_v = n·Σⱼ (x̄ⱼ − x̄)², SS_s = k·Σᵢ (x̄ᵢ − x̄)², SS_e = SS_tot − SS_v − SS_s,
+        F = [SS_v/(k − 1)] / [SS_e/((k − 1)(n − 1))], its p on ε(k − 1) and ε(k − 1)(n − 1) df with
+        Greenhouse–Geisser's ε = tr(S)² / ((k − 1)·tr(S²)), S the double-centred k × k covariance over
+        seeds, which corrects for the unequal spreads (ε = 1: sphericity holds).
+    mean rank (1 = best) and wins: on each seed the best variant wins 1, t variants tied best 1/t each.
 Undefined quantities (n < 2, zero spread) are NaN, never a guess.
 """
 
@@ -16,10 +36,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+import pandas as pd
+from scipy import optimize, stats
 
 CONFIDENCE = 0.95
+ALPHA = 0.05
+POWER = 0.8
 NAN = math.nan
+COMPARISON_COLUMNS = ["diff", "diff_ci_low", "diff_ci_high", "n_pairs", "p_value", "p_holm", "effect", "effect_kind",
+                      "test", "tost_p", "verdict", "detectable_diff", "seeds_for_margin"]
 
 
 def t_quantile(df: float) -> float:
@@ -39,31 +64,46 @@ def describe(values: Sequence[float]) -> dict:
     return {"n": n, "acc_mean": mean, "acc_std": std, "ci_low": mean - half, "ci_high": mean + half}
 
 
+# ---------------------------------------------------------------- two variants
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """A variant against its baseline. `effect` is d_z when paired, Hedges' g when Welch."""
+    """Variant a against variant b. Everything but Δ derives from `se` and `df`, so a zero spread (se NaN)
+    leaves the CI, p and TOST undefined instead of claiming an exact [Δ, Δ]."""
 
     test: str = ""  # "paired" | "welch" | "" (not enough runs to test)
     n_pairs: int = 0
     diff: float = NAN
-    diff_ci_low: float = NAN
-    diff_ci_high: float = NAN
-    p_value: float = NAN
+    se: float = NAN
+    df: float = NAN
     effect: float = NAN
+    effect_kind: str = ""  # "d_z" (paired) | "g" (Hedges, Welch)
+    sd_diff: float = NAN  # paired: the SD of the per-seed differences, which the power depends on
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        half = t_quantile(self.df) * self.se
+        return self.diff - half, self.diff + half
+
+    @property
+    def p_value(self) -> float:
+        return 2 * float(stats.t.sf(abs(self.diff) / self.se, self.df))
+
+    def tost_p(self, margin: float) -> float:
+        """TOST p-value for equivalence within ±margin (module docstring)."""
+        low = stats.t.sf((self.diff + margin) / self.se, self.df)
+        high = stats.t.cdf((self.diff - margin) / self.se, self.df)
+        return float(max(low, high))
 
 
 def paired(a: Sequence[float], b: Sequence[float]) -> Comparison:
     """Paired t-test of a − b (aligned, same seeds)."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    k = len(d)
-    mean = float(d.mean())
-    sd = float(d.std(ddof=1))
-    if sd == 0:  # identical differences: the estimate is exact on these seeds, but t is undefined
-        return Comparison("paired", k, mean, mean, mean)
-    se = sd / math.sqrt(k)
-    half = t_quantile(k - 1) * se
-    p = 2 * float(stats.t.sf(abs(mean / se), k - 1))
-    return Comparison("paired", k, mean, mean - half, mean + half, p, mean / sd)
+    k, mean, sd = len(d), float(d.mean()), float(d.std(ddof=1))
+    if sd == 0:  # identical differences: the estimate is exact on these seeds, but its spread is unknown
+        return Comparison("paired", k, mean, sd_diff=sd)
+    return Comparison("paired", k, mean, sd / math.sqrt(k), k - 1, mean / sd, "d_z", sd)
 
 
 def welch(a: Sequence[float], b: Sequence[float], n_pairs: int = 0) -> Comparison:
@@ -74,29 +114,63 @@ def welch(a: Sequence[float], b: Sequence[float], n_pairs: int = 0) -> Compariso
     va, vb = a.var(ddof=1) / na, b.var(ddof=1) / nb
     if va + vb == 0:
         return Comparison("welch", n_pairs, diff)
-    se = math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
-    half = t_quantile(df) * se
-    p = 2 * float(stats.t.sf(abs(diff / se), df))
     pooled = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
     g = (1 - 3 / (4 * (na + nb) - 9)) * diff / pooled
-    return Comparison("welch", n_pairs, diff, diff - half, diff + half, p, g)
+    return Comparison("welch", n_pairs, diff, math.sqrt(va + vb), df, g, "g")
 
 
-def compare(variant: Mapping[int, float], baseline: Mapping[int, float]) -> Comparison:
-    """Accuracy by seed against the baseline's: paired on the shared seeds when there are two or more,
-    else Welch over all runs when each side has two or more; otherwise only an estimate, untested: the
-    difference on the one shared seed (same initial weights, same batches), or of the means."""
-    shared = sorted(set(variant) & set(baseline))
+def compare(a: Mapping[int, float], b: Mapping[int, float]) -> Comparison:
+    """Accuracy by seed (NaN = no run) against another variant's: paired on the shared seeds when there are
+    two or more, else Welch over all runs when each side has two or more; otherwise only an estimate,
+    untested: the difference on the one shared seed (same initial weights, same batches), or of the means."""
+    a, b = pd.Series(a, dtype=float).dropna(), pd.Series(b, dtype=float).dropna()
+    shared = sorted(set(a.index) & set(b.index))
     if len(shared) >= 2:
-        return paired([variant[s] for s in shared], [baseline[s] for s in shared])
-    if len(variant) >= 2 and len(baseline) >= 2:
-        return welch(list(variant.values()), list(baseline.values()), n_pairs=len(shared))
+        return paired(a.loc[shared], b.loc[shared])
+    if len(a) >= 2 and len(b) >= 2:
+        return welch(a, b, n_pairs=len(shared))
     if shared:
-        return Comparison("", 1, variant[shared[0]] - baseline[shared[0]])
-    if variant and baseline:
-        return Comparison("", 0, float(np.mean(list(variant.values())) - np.mean(list(baseline.values()))))
+        return Comparison("", 1, float(a.loc[shared[0]] - b.loc[shared[0]]))
+    if len(a) and len(b):
+        return Comparison("", 0, float(a.mean() - b.mean()))
     return Comparison()
+
+
+# ---------------------------------------------------------------- power
+
+
+def paired_power(delta: float, sd: float, k: int) -> float:
+    """Power of the two-sided paired t-test with k seeds against a true mean difference `delta`."""
+    critical = stats.t.ppf(1 - ALPHA / 2, k - 1)
+    noncentrality = delta * math.sqrt(k) / sd
+    # P(T'_λ < −t_c) = P(T'_{−λ} > t_c): scipy's nct.cdf far in the lower tail can return NaN, its sf does not.
+    return float(stats.nct.sf(critical, k - 1, noncentrality) + stats.nct.sf(critical, k - 1, -noncentrality))
+
+
+def detectable_difference(sd: float, k: int) -> float:
+    """The smallest true paired difference that k seeds detect with 80% power, given the SD of the differences."""
+    if not (k >= 2 and sd > 0):
+        return NAN
+    # Power reaches 0.8 below λ = 2(t_c + 1) for any df ≥ 1, where scipy's noncentral t is still accurate.
+    top = 2 * (stats.t.ppf(1 - ALPHA / 2, k - 1) + 1) * sd / math.sqrt(k)
+    return optimize.brentq(lambda delta: paired_power(delta, sd, k) - POWER, 0, top)
+
+
+def seeds_needed(delta: float, sd: float, most: int = 100_000) -> float:
+    """The least number of seeds whose paired t-test detects `delta` with 80% power (NaN past `most`).
+
+    Starts from the normal approximation k₀ = ((z₀.₉₇₅ + z₀.₈)·s_d/δ)², which the t test needs a few more than.
+    """
+    if not (sd > 0 and delta != 0 and math.isfinite(delta)):
+        return NAN
+    k = max(2, math.floor(((stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER)) * sd / delta) ** 2))
+    while k <= most and paired_power(abs(delta), sd, k) < POWER:
+        k += 1
+    return k if k <= most else NAN
+
+
+# ---------------------------------------------------------------- families of comparisons
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -111,3 +185,108 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p[index]))
         adjusted[index] = running
     return adjusted.tolist()
+
+
+def verdict(p_holm: float, tost_p: float, margin: float) -> str:
+    """`different` when the Holm p < α, `equivalent within ±m` when the TOST p < α, else `inconclusive`;
+    empty when nothing was tested. Each TOST is one comparison's claim: it is not corrected for the family."""
+    if p_holm < ALPHA:
+        return "different"
+    if tost_p < ALPHA:
+        return f"equivalent within ±{100 * margin:g} pp"
+    return "inconclusive" if math.isfinite(p_holm) or math.isfinite(tost_p) else ""
+
+
+def _row(c: Comparison, margin: float) -> dict:
+    low, high = c.ci
+    return {"diff": c.diff, "diff_ci_low": low, "diff_ci_high": high, "n_pairs": c.n_pairs, "p_value": c.p_value,
+            "effect": c.effect, "effect_kind": c.effect_kind, "test": c.test, "tost_p": c.tost_p(margin),
+            "detectable_diff": detectable_difference(c.sd_diff, c.n_pairs),
+            "seeds_for_margin": seeds_needed(margin, c.sd_diff)}
+
+
+def _family(rows: list[dict], margin: float, index=None) -> pd.DataFrame:
+    """Comparison rows with Holm over all of them and each one's verdict."""
+    frame = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c not in ("p_holm", "verdict")], index=index)
+    frame.insert(frame.columns.get_loc("p_value") + 1, "p_holm", holm(frame["p_value"]))
+    frame.insert(frame.columns.get_loc("tost_p") + 1, "verdict",
+                 [verdict(p, t, margin) for p, t in zip(frame["p_holm"], frame["tost_p"])])
+    return frame
+
+
+def against(acc: pd.DataFrame, baseline, margin: float) -> pd.DataFrame:
+    """Each variant (row of `acc`) against the baseline row, Holm over those k − 1 comparisons; the baseline's
+    own row has Δ = 0 and nothing else, and every row is blank when `baseline` is None (no baseline here)."""
+    comparisons = [Comparison() if baseline is None else Comparison(diff=0.0) if variant == baseline
+                   else compare(acc.loc[variant], acc.loc[baseline]) for variant in acc.index]
+    return _family([_row(c, margin) for c in comparisons], margin, index=acc.index)
+
+
+def pairwise(acc: pd.DataFrame, margin: float) -> pd.DataFrame:
+    """Every variant against every one listed before it: a, b, Δ = a − b and the comparison columns, with
+    Holm over all k(k − 1)/2 pairs. With the baseline listed first, its pairs read `variant − baseline`."""
+    pairs = [(a, b) for i, a in enumerate(acc.index) for b in acc.index[:i]]
+    frame = _family([_row(compare(acc.loc[a], acc.loc[b]), margin) for a, b in pairs], margin)
+    frame.insert(0, "a", [a for a, _ in pairs])
+    frame.insert(1, "b", [b for _, b in pairs])
+    return frame
+
+
+# ---------------------------------------------------------------- all variants of a group at once
+
+
+def blocks(acc: pd.DataFrame) -> pd.DataFrame:
+    """The variants with any completed run × the seeds every one of them completed."""
+    return acc.dropna(how="all").dropna(axis="columns")
+
+
+def friedman(table: pd.DataFrame) -> dict:
+    """Friedman's χ² and p over `table` (variants × complete seeds), with the tie correction (module docstring)."""
+    k, n = table.shape
+    if k < 2 or n < 2:
+        return {"friedman_chi2": NAN, "friedman_df": NAN, "friedman_p": NAN}
+    ranks = table.rank(axis=0, ascending=False)  # within each seed, 1 = best; ties share the mean rank
+    ties = sum(float(t**3 - t) for seed in table for t in table[seed].value_counts())
+    correction = 1 - ties / (n * (k**3 - k))
+    chi2 = (12 / (n * k * (k + 1)) * float((ranks.sum(axis=1) ** 2).sum()) - 3 * n * (k + 1)) / correction \
+        if correction > 0 else NAN
+    return {"friedman_chi2": chi2, "friedman_df": k - 1, "friedman_p": float(stats.chi2.sf(chi2, k - 1))}
+
+
+def rm_anova(table: pd.DataFrame) -> dict:
+    """Repeated-measures ANOVA over `table` (variants × complete seeds), with Greenhouse–Geisser's ε."""
+    k, n = table.shape
+    x = table.to_numpy(dtype=float)
+    blank = {"anova_f": NAN, "anova_df1": NAN, "anova_df2": NAN, "anova_p": NAN, "gg_epsilon": NAN, "anova_p_gg": NAN}
+    if k < 2 or n < 2:
+        return blank
+    grand = x.mean()
+    ss_variants = n * float(((x.mean(axis=1) - grand) ** 2).sum())
+    ss_seeds = k * float(((x.mean(axis=0) - grand) ** 2).sum())
+    ss_error = float(((x - grand) ** 2).sum()) - ss_variants - ss_seeds
+    df1, df2 = k - 1, (k - 1) * (n - 1)
+    if ss_error <= 0:
+        return blank
+    f = (ss_variants / df1) / (ss_error / df2)
+    centring = np.eye(k) - 1 / k
+    s = centring @ np.cov(x) @ centring
+    epsilon = float(np.trace(s) ** 2 / ((k - 1) * np.trace(s @ s)))
+    return {"anova_f": f, "anova_df1": df1, "anova_df2": df2, "anova_p": float(stats.f.sf(f, df1, df2)),
+            "gg_epsilon": epsilon, "anova_p_gg": float(stats.f.sf(f, epsilon * df1, epsilon * df2))}
+
+
+def omnibus(acc: pd.DataFrame) -> dict:
+    """Does any variant of the group differ? k variants, n complete seeds, Friedman and the RM-ANOVA."""
+    table = blocks(acc)
+    return {"k": table.shape[0], "n_seeds": table.shape[1], **friedman(table), **rm_anova(table)}
+
+
+def ranks(acc: pd.DataFrame) -> pd.DataFrame:
+    """Per variant, on the complete seeds: mean rank (1 = best) and wins (ties split); NaN outside them."""
+    table = blocks(acc)
+    best = table.eq(table.max(axis=0), axis=1)
+    out = pd.DataFrame({"mean_rank": table.rank(axis=0, ascending=False).mean(axis=1),
+                        "wins": (best / best.sum(axis=0)).sum(axis=1)}, index=table.index)
+    if table.shape[1] == 0:
+        out[:] = NAN
+    return out.reindex(acc.index)

@@ -1,15 +1,16 @@
-"""The summary as tables for people: terminal, GitHub markdown and LaTeX. Formatting only, no statistics.
+"""The summary as tables for people: terminal, GitHub markdown and LaTeX, the all-pairs matrix and the
+omnibus tests as markdown. Formatting only, no statistics.
 
 Accuracies are shown in %, differences in percentage points. A confidence interval of an accuracy is
 clipped to [0, 100] %: the t interval is symmetric and, with few seeds, can pass the bounds an accuracy
-cannot. Differences are not clipped.
+cannot. Differences are not clipped. Every table names its metric.
 """
 
 import pandas as pd
 
 from .records import isna
 
-EFFECT_NAMES = {"paired": "d_z", "welch": "g"}
+METRIC_NAMES = {"test_acc": "test acc", "val_acc": "val acc"}
 
 
 def _pct(x: float) -> str:
@@ -31,6 +32,11 @@ def _p(p: float) -> str:
     return "" if isna(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _p_is(p: float) -> str:
+    """`p = 0.003` or `p < 0.001`, for sentences."""
+    return "p < 0.001" if p < 0.001 else f"p = {_p(p)}"
+
+
 def _cells(fn, values) -> list[str]:
     """Format each value, leaving missing ones empty."""
     return ["" if isna(x) else fn(x) for x in values]
@@ -50,20 +56,26 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
         return ["" if b else c for b, c in zip(base, cells)]
 
     std = _cells(lambda s: f" ± {_pct(s)}", summary["acc_std"])
-    effect = [f"{EFFECT_NAMES[t]} {e:+.2f}" if t in EFFECT_NAMES and not isna(e) else ""
-              for t, e in zip(summary["test"], summary["effect_dz"])]
+    effect = ["" if isna(e) else f"{kind} {e:+.2f}" for kind, e in zip(summary["effect_kind"], summary["effect"])]
     table = pd.DataFrame({
         "variant": summary["variant"],
         "n": summary["n"].astype(str),
         "failed": summary["failures"].astype(str),
-        "test acc %": [m + s for m, s in zip(_cells(_pct, summary["acc_mean"]), std)],
+        f"{metric_name(summary)} %": [m + s for m, s in zip(_cells(_pct, summary["acc_mean"]), std)],
         "95% CI": _interval(_pct, summary["ci_low"], summary["ci_high"], clip=True),
+        "epoch": summary["epoch"],
         "Δ vs base": ["baseline" if b else d for b, d in zip(base, _cells(_pp, summary["diff"]))],
         "Δ 95% CI": unless_base(_interval(_pp, summary["diff_ci_low"], summary["diff_ci_high"])),
         "pairs": unless_base(summary["n_pairs"].astype(str)),
         "p": [_p(p) + (f" ({t})" if t else "") for p, t in zip(summary["p_value"], summary["test"])],
         "p Holm": _cells(_p, summary["p_holm"]),
         "effect": effect,
+        "TOST p": _cells(_p, summary["tost_p"]),
+        "verdict": summary["verdict"],
+        "detectable Δ (80%)": _cells(_pct, summary["detectable_diff"]),
+        "seeds for ±m": _cells(lambda k: f"{k:.0f}", summary["seeds_for_margin"]),
+        "mean rank": _cells(lambda r: f"{r:.2f}", summary["mean_rank"]),
+        "wins": _cells(lambda w: f"{round(w, 2):g}", summary["wins"]),
     })
     if "acc5_mean" in summary:
         table["top-5 %"] = _cells(_pct, summary["acc5_mean"])
@@ -87,14 +99,9 @@ def format_summary(summary: pd.DataFrame) -> str:
 
 
 def format_markdown(summary: pd.DataFrame) -> str:
-    """GitHub markdown table (written by hand: pandas' to_markdown needs tabulate)."""
+    """The summary as a GitHub markdown table."""
     table = display_table(summary)
-
-    def line(cells):
-        return "| " + " | ".join(str(v).replace("|", "\\|") for v in cells) + " |"
-
-    align = ["---" if c == "variant" else "---:" for c in table.columns]
-    return "\n".join([line(table.columns), line(align), *(line(r) for r in table.itertuples(index=False))])
+    return "\n".join(_markdown(list(table.itertuples(index=False)), list(table.columns)))
 
 
 def format_latex(summary: pd.DataFrame) -> str:
@@ -102,3 +109,61 @@ def format_latex(summary: pd.DataFrame) -> str:
     table = display_table(summary)
     table.columns = [c.replace("Δ", "diff") for c in table.columns]
     return table.to_latex(index=False, escape=True, column_format="l" + "r" * (table.shape[1] - 1))
+
+
+def metric_name(frame: pd.DataFrame) -> str:
+    """`test acc` or `val acc`: the metric a summary or pairs frame holds."""
+    metric = frame["metric"].iloc[0] if len(frame) else "test_acc"
+    return METRIC_NAMES.get(metric, metric)
+
+
+def _markdown(rows: list, header: list[str]) -> list[str]:
+    """GitHub markdown lines, first column left-aligned (written by hand: pandas' to_markdown needs tabulate)."""
+
+    def line(cells):
+        return "| " + " | ".join(str(v).replace("|", "\\|") for v in cells) + " |"
+
+    return [line(header), line(["---"] + ["---:"] * (len(header) - 1)), *(line(r) for r in rows)]
+
+
+def format_pairs_markdown(pairs: pd.DataFrame, summary: pd.DataFrame, margin: float) -> str:
+    """Per group, the lower triangle of the pairs matrix: Δ = row − column in pp, `*` when its Holm p
+    (over the group's pairs) is below 0.05, `≈` when equivalent within ±margin; columns are numbered like
+    the rows. pairs.csv has the rest (CIs, p-values, d_z, TOST p, power)."""
+    lines = [f"Δ = row − column in percentage points of {metric_name(pairs)}; `*` Holm p < 0.05 over the group's "
+             f"pairs, `≈` equivalent within ±{margin:g} pp (TOST p < 0.05); pairs.csv has the CIs, p-values, "
+             f"effect sizes and power."]
+    for group, members in summary.groupby("group", sort=False):
+        names = list(members["variant"])
+        if len(names) < 2:
+            continue
+        cells = {(p.a, p.b): _pair_cell(p) for p in pairs[pairs["group"] == group].itertuples()}
+        rows = [[f"{i + 1} {a}", *(cells.get((a, b), "") for b in names[:-1])] for i, a in enumerate(names)]
+        lines += ["", *([f"**{group}**", ""] if group else []), *_markdown(rows, ["", *map(str, range(1, len(names)))])]
+    return "\n".join(lines)
+
+
+def _pair_cell(pair) -> str:
+    if isna(pair.diff):
+        return ""
+    mark = "*" if pair.verdict == "different" else "≈" if pair.verdict.startswith("equivalent") else ""
+    return f"{_pp(pair.diff)}{mark}"
+
+
+def omnibus_lines(omnibus: pd.DataFrame) -> list[str]:
+    """One line per group: Friedman's test and the repeated-measures ANOVA on the complete seeds."""
+    lines = []
+    for row in omnibus.itertuples():
+        where = f"{row.group}: " if row.group else ""
+        if isna(row.friedman_chi2) and isna(row.anova_f):
+            lines.append(f"{where}no omnibus test: it needs 2 variants and 2 seeds that every variant completed "
+                         f"({row.k} variants, {row.n_seeds} such seeds).")
+            continue
+        anova = "" if isna(row.anova_f) else (
+            f"; repeated-measures ANOVA F({row.anova_df1:.0f}, {row.anova_df2:.0f}) = {row.anova_f:.2f}, "
+            f"{_p_is(row.anova_p)}, Greenhouse–Geisser ε = {row.gg_epsilon:.2f}, {_p_is(row.anova_p_gg)}")
+        friedman = "Friedman: undefined (every seed ties)" if isna(row.friedman_chi2) else \
+            f"Friedman χ²({row.friedman_df:.0f}) = {row.friedman_chi2:.2f}, {_p_is(row.friedman_p)}"
+        lines.append(f"{where}do the {row.k} variants differ, on the {row.n_seeds} seeds every one completed? "
+                     f"{friedman}{anova}.")
+    return lines
