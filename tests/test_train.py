@@ -1,6 +1,7 @@
 """Training: config validation, fit on real data, resume after SIGKILL, NaN runs, W&B offline."""
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -38,7 +40,7 @@ def test_gate_lr_scale_changes_only_the_gates_lr():
     scaled = lrs(load_config(None, ["model.pattern=p4", "optim.lr=0.1", "optim.gate_lr_scale=50"]))
     assert base.keys() == scaled.keys() and len(base) == len(dict(PlacementModule(
         load_config(None, ["model.pattern=p4"]).to_dict(), 10, 3).model.named_parameters()))
-    gates = {k for k in base if k.endswith(("gamma_s", "gamma_r"))}
+    gates = {k for k in base if k.endswith((".gate_s.gamma", ".gate_r.gamma"))}
     assert len(gates) == 18
     assert all(scaled[k] == pytest.approx(5.0) and base[k] == pytest.approx(0.1) for k in gates)
     assert all(scaled[k] == base[k] == pytest.approx(0.1) for k in base.keys() - gates)
@@ -55,6 +57,39 @@ def test_optimizer_keeps_the_gate_lr_ratio_through_the_schedule(tmp_path):
     other = next(g for g in groups if g is not gate_group)
     assert gate_group["lr"] == pytest.approx(10 * other["lr"]) and gate_group["weight_decay"] == 0
     assert gate_group["initial_lr"] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("name,warmup_epochs,peak", [("sgd", 0, 29), ("sgd", 5, 49), ("adamw", 0, 29)])
+def test_onecycle_follows_smiths_formula(name, warmup_epochs, peak):
+    """`optim.schedule=onecycle` over 100 steps, each group's lr and the momentum against the formula: a half
+    cosine from lr/25 up to lr (and, with SGD, from the momentum m down to m·0.85/0.95) until the peak, after
+    the warm-up or 30% of training, whichever is longer; then a half cosine down to lr/25e4 (and back up to m).
+    The gates keep their 10x lr all along."""
+    config = load_config(None, ["model.pattern=p3c", "optim.schedule=onecycle", f"optim.name={name}", "optim.lr=0.1",
+                                "optim.momentum=0.9", "optim.gate_lr_scale=10", f"optim.warmup_epochs={warmup_epochs}"])
+    module = PlacementModule(config.to_dict(), 10, 3)
+    module.trainer = SimpleNamespace(estimated_stepping_batches=100, max_epochs=10)
+    optimizers = module.configure_optimizers()
+    optimizer, scheduler = optimizers["optimizer"], optimizers["lr_scheduler"]["scheduler"]
+    assert [g["initial_lr"] * 25 for g in optimizer.param_groups] == pytest.approx([0.1, 0.1, 1.0])
+
+    def half_cosine(start, end, t):
+        return end + (start - end) * (1 + math.cos(math.pi * t)) / 2
+
+    for step in range(100):
+        rising, t = step <= peak, step / peak if step <= peak else (step - peak) / (99 - peak)
+        for group, top in zip(optimizer.param_groups, (0.1, 0.1, 1.0), strict=True):
+            low = top / 25
+            lr = half_cosine(low, top, t) if rising else half_cosine(top, low / 1e4, t)
+            assert group["lr"] == pytest.approx(lr, rel=1e-9), step
+            if name == "sgd":
+                dip = 0.9 * 0.85 / 0.95
+                momentum = half_cosine(0.9, dip, t) if rising else half_cosine(dip, 0.9, t)
+                assert group["momentum"] == pytest.approx(momentum, rel=1e-9), step
+            else:
+                assert group["betas"] == (0.9, 0.999)
+        optimizer.step()
+        scheduler.step()
 
 
 def test_best_val_tests_the_best_validation_epoch(tmp_path):

@@ -8,7 +8,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..models import build_model, gate_parameters, gate_values
-from .config import Config
+from .config import Config, data_may_be_absent
 from .config_io import from_dict
 
 
@@ -24,12 +24,16 @@ class DivergedError(RuntimeError):
 class PlacementModule(L.LightningModule):
     """Trains without a host-device sync per step: the loss is checked for NaN/inf on the device and looked
     at on the host only every `nan_check_every_n_steps` steps, and per-step values are logged only at the
-    steps Lightning writes them out (every `gate_log_every_n_steps`)."""
+    steps Lightning writes them out (every `gate_log_every_n_steps`).
+
+    `PlacementModule.load_from_checkpoint(path)` rebuilds the trained network from the checkpoint alone: its
+    config is not checked for the data, which the machine evaluating it need not have."""
 
     def __init__(self, config: dict, num_classes: int, in_channels: int):
         super().__init__()
         self.save_hyperparameters()
-        self.config: Config = from_dict(Config, config)
+        with data_may_be_absent():
+            self.config: Config = from_dict(Config, config)
         m, t = self.config.model, self.config.trainer.resolved()
         self.model = build_model(num_classes=num_classes, in_channels=in_channels, seed=self.config.seed,
                                  **m.build_kwargs())
@@ -40,12 +44,22 @@ class PlacementModule(L.LightningModule):
         self.train_acc, self.val_acc, self.test_acc = (accuracy(num_classes) for _ in range(3))
         # Top-5 only means something with many classes (cifar100); with 10 it would be almost always 1.
         self.test_acc5 = accuracy(num_classes, top_k=5) if num_classes >= 100 else None
-        self.forward_fn = torch.compile(self.model) if t.compile else self.model
+        self.compile_model, self._compiled = t.compile, False
+
+    def configure_model(self):
+        """Compile the network in place (`nn.Module.compile`), so that it is registered once and its
+        state_dict keys, and so every checkpoint, are the same compiled or not: a run resumes or is evaluated
+        with compile on or off. Here rather than in `__init__`, so that params and FLOPs are counted on the
+        eager network and a module loaded to evaluate by hand stays eager. Lightning calls this hook at every
+        `fit`/`test`, hence the flag."""
+        if self.compile_model and not self._compiled:
+            self.model.compile()
+            self._compiled = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.forward_fn(x)
+        return self.model(x)
 
     def on_train_epoch_start(self):
         self._diverged = torch.zeros((), dtype=torch.bool, device=self.device)
@@ -111,7 +125,10 @@ class PlacementModule(L.LightningModule):
             optimizer = torch.optim.AdamW(groups, lr=opt.lr)
         total = self.trainer.estimated_stepping_batches
         warmup = round(opt.warmup_epochs * total / self.trainer.max_epochs)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(opt.schedule, warmup, total))
+        if opt.schedule == "onecycle":
+            scheduler = one_cycle(optimizer, warmup, total, momentum=opt.momentum if opt.name == "sgd" else None)
+        else:
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(opt.schedule, warmup, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
@@ -134,13 +151,7 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, gate_lr_scale
 
 
 def lr_factor(schedule: str, warmup: int, total: int):
-    """Multiplier of the base lr at a step: linear warm-up, then cosine to 0, one-cycle, or constant.
-
-    One-cycle (Smith): linear rise over the warm-up (at least 30% of training, its usual share),
-    then linear decay to 0; cosine: linear rise, then half a cosine to 0.
-    """
-    if schedule == "onecycle":
-        warmup = max(warmup, int(0.3 * total))
+    """Multiplier of the base lr at a step: linear warm-up, then half a cosine to 0 (`cosine`) or 1 (`constant`)."""
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -148,8 +159,23 @@ def lr_factor(schedule: str, warmup: int, total: int):
         progress = min((step - warmup) / max(total - warmup, 1), 1.0)
         if schedule == "cosine":
             return 0.5 * (1 + math.cos(math.pi * progress))
-        if schedule == "onecycle":
-            return 1.0 - progress
         return 1.0
 
     return factor
+
+
+# Smith's momentum range, 0.95 at low lr down to 0.85 at the peak, as a ratio of the configured momentum.
+ONE_CYCLE_MOMENTUM_DIP = 0.85 / 0.95
+
+
+def one_cycle(optimizer: torch.optim.Optimizer, warmup: int, total: int, momentum: float | None):
+    """Smith's one-cycle (`OneCycleLR`, stepped per batch): each group's lr rises along a half cosine from
+    lr/25 to its own lr (so the gates keep `gate_lr_scale` times the weights' lr) over the warm-up, at least
+    30% of training (its usual share), then falls along a half cosine to lr/25e4. Given a (SGD) `momentum`,
+    the momentum moves the other way: from `momentum` down to `momentum · 0.85/0.95` at the peak and back.
+    At least one step is left for the fall, which `OneCycleLR` divides by."""
+    rise = min(max(warmup, 0.3 * total), total - 1)
+    cycle = {"max_momentum": momentum, "base_momentum": momentum * ONE_CYCLE_MOMENTUM_DIP} if momentum else {}
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total, pct_start=rise / total,
+        cycle_momentum=bool(momentum), **cycle)
