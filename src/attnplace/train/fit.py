@@ -1,7 +1,9 @@
 """Train one variant end to end: data, model, loggers, checkpoints, resume, and the run record."""
 
+import contextlib
 import os
 import re
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -10,66 +12,99 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-from ..atomic import write_json
 from ..data import AttnDataModule
 from ..errors import UserError
 from ..models import count_flops, count_params, gate_values
+from .checkpoint import RunFolderCheckpointIO, resume_point
 from .config import Config
 from .module import DivergedError, PlacementModule
-from .record import RunRecorder, environment, error_line, read_record, session
+from .record import RunRecorder, environment, error_line, read_record
 from .telemetry import MaskTelemetry
 
 
 def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) -> dict:
-    """Run `config` in its run directory and return its record. A completed run is not repeated;
-    an interrupted one resumes from `last.ckpt`; a diverged one is recorded as `failed`."""
+    """Run `config` in its run directory and return its record. A completed run is not repeated; an
+    interrupted one resumes (`resume_checkpoint`); a diverged one is recorded as `failed`."""
     run_dir = config.resolved_run_dir()
-    record_path = run_dir / "record.json"
-    previous = read_record(record_path)
+    previous = read_record(run_dir / "record.json")
     if previous and previous.get("status") == "completed":
         return previous
+    check_accelerator(config)
+    with run_folder_errors(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if config.trainer.threads:
+            torch.set_num_threads(config.trainer.threads)
+        L.seed_everything(config.seed, verbose=False)
+        recorder = RunRecorder.for_run(run_dir, config, grid, axes, (previous or {}).get("sessions", []))
+        data, module = setup(config, recorder)
+        trainer = make_trainer(config, run_dir, recorder, axes)
+        recorder.describe(gate_values(module.model), count_params(module.model),
+                          count_flops(module.model, data.in_channels, data.image_size),
+                          environment(trainer, config.trainer.resolved()))
+        return train(trainer, module, data, recorder, run_dir, best_val=config.trainer.test_on == "best_val")
+
+
+def check_accelerator(config: Config) -> None:
     if config.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise UserError(f"trainer.accelerator={config.trainer.accelerator!r} but no CUDA GPU is visible; "
                         f"valid here: auto, cpu")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if config.trainer.threads:
-        torch.set_num_threads(config.trainer.threads)
-    L.seed_everything(config.seed, verbose=False)
 
-    record = {"id": config.run_id, "grid": grid, "status": "running", "error": None, "failed_epoch": None,
-              "axes": axes or {}, "config": config.to_dict(), "run_dir": str(run_dir),
-              "sessions": (previous or {}).get("sessions", []) + [session()]}
+
+@contextlib.contextmanager
+def run_folder_errors(run_dir: Path):
+    """A run folder that cannot be written (a full, read-only or unwritable disk) ends the run with one line
+    that names it and the OS error. That is no failure of the run's own, so no record is written over the
+    last one, which stays whole (every write is atomic), as does every completed record; once the folder
+    can be written, the same command resumes the run."""
+    try:
+        yield
+    except OSError as err:
+        raise UserError(f"cannot write the run folder {run_dir}: {err.strerror or err}") from None
+
+
+def setup(config: Config, recorder: RunRecorder) -> tuple[AttnDataModule, PlacementModule]:
+    """The data, read, and the module. A failure here (data that cannot be read, say) is recorded and raised."""
     try:
         data = make_datamodule(config)
         data.prepare_data()
         data.setup("fit")
-        module = PlacementModule(config.to_dict(), data.num_classes, data.in_channels)
-    except Exception as err:  # e.g. data that cannot be read: recorded too, so that a grid can say why
-        write_json(record_path, {**record, "status": "failed", "error": error_line(err), "metrics": {},
-                                 "history": []})
+        return data, PlacementModule(config.to_dict(), data.num_classes, data.in_channels)
+    except Exception as err:
+        recorder.fail_before_training(err)
         raise
-    record["initial_gates"] = gate_values(module.model)  # what each trajectory starts from (history is per epoch end)
-    record["metrics"] = {"params": count_params(module.model),
-                         "flops": count_flops(module.model, data.in_channels, data.image_size)}
-    recorder = RunRecorder(record_path, record)
-    trainer = make_trainer(config, run_dir, recorder, axes)
-    record["environment"] = environment(trainer, config.trainer.resolved())
-    checkpoint = run_dir / "last.ckpt"
+
+
+def train(trainer: L.Trainer, module: PlacementModule, data: AttnDataModule, recorder: RunRecorder,
+          run_dir: Path, best_val: bool) -> dict:
+    """Fit from where the run left off, test, and record how it ended."""
+    checkpoint = resume_checkpoint(run_dir, recorder)
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=checkpoint if checkpoint.exists() else None)
+        trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
         if trainer.interrupted:  # Ctrl-C: leave the record `running`, so the same command resumes it
             raise KeyboardInterrupt
-        best = run_dir / "best.ckpt" if config.trainer.test_on == "best_val" else None
+        best = run_dir / "best.ckpt" if best_val else None
         tested = trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)[0]
-        record["metrics"].update(final_metrics(recorder.history, tested, best is not None))
+        recorder.add_metrics(final_metrics(recorder.history, tested, best is not None))
     except DivergedError as err:
         return recorder.write("failed", error=str(err), failed_epoch=trainer.current_epoch)
+    except OSError:  # the run folder: `run_folder_errors` says so, and the record stays as last written
+        raise
     except Exception as err:
         recorder.write("failed", error=error_line(err), failed_epoch=trainer.current_epoch)
         raise
     finally:
-        finish_wandb(trainer, record["metrics"])
+        finish_wandb(trainer, recorder.metrics)
     return recorder.write("completed")
+
+
+def resume_checkpoint(run_dir: Path, recorder: RunRecorder) -> Path | None:
+    """The checkpoint `resume_point` picks. What it did instead of resuming from an unusable `last.ckpt` is
+    printed as one line and noted in this session of the record."""
+    checkpoint, note = resume_point(run_dir)
+    if note:
+        print(f"{run_dir}: {note}", file=sys.stderr, flush=True)
+        recorder.note(note)
+    return checkpoint
 
 
 def final_metrics(history: list[dict], tested: dict, best_val: bool) -> dict:
@@ -100,14 +135,15 @@ def make_trainer(config: Config, run_dir: Path, recorder: RunRecorder, axes: dic
     t = config.trainer
     # `last.ckpt`, overwritten at every epoch end (no monitor: top-1 = the newest), after the recorder has
     # appended that epoch to the history it carries. (Lightning's `save_last` alone only saves alongside a
-    # top-k save.) Lightning writes checkpoints atomically, so a kill never leaves a half-written one.
+    # top-k save.) `best.ckpt` is saved at the epoch end too, so it is a state to resume from when `last.ckpt`
+    # cannot be read (`resume_point`). `RunFolderCheckpointIO` writes both whole or not at all.
     # Mask telemetry logs at validation end; the recorder, at the epoch end after it, puts it in the history.
     callbacks = [*([MaskTelemetry()] if t.mask_telemetry else []), recorder,
                  ModelCheckpoint(dirpath=run_dir, filename="last", save_top_k=1, save_on_train_epoch_end=True,
                                  enable_version_counter=False)]
     if t.test_on == "best_val":
         callbacks.append(ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val_acc", mode="max",
-                                         save_top_k=1, enable_version_counter=False))
+                                         save_top_k=1, save_on_train_epoch_end=True, enable_version_counter=False))
     if t.progress_bar:
         callbacks.append(TrainingProgressBar())
     return L.Trainer(
@@ -115,6 +151,7 @@ def make_trainer(config: Config, run_dir: Path, recorder: RunRecorder, axes: dic
         deterministic=t.deterministic, logger=make_loggers(config, run_dir, axes), callbacks=callbacks,
         log_every_n_steps=t.gate_log_every_n_steps, enable_progress_bar=t.progress_bar,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=run_dir,
+        plugins=[RunFolderCheckpointIO()],
     )
 
 

@@ -21,7 +21,7 @@ import lightning as L
 from ..atomic import write_json
 from ..errors import UserError
 from ..models import gate_values
-from .config import TrainerConfig
+from .config import Config, TrainerConfig
 
 
 def read_record(path: str | Path) -> dict | None:
@@ -75,7 +75,9 @@ def session() -> dict:
     resumed, or retried by Ray on another node after its node was lost, lists each with the epoch it resumed
     from (`from_epoch`, set when training starts) and the last time it wrote the record (`ended`). On a Ray
     task it also names the node and the GPUs Ray assigned, beside the `CUDA_VISIBLE_DEVICES` the task saw.
-    `code` says which attnplace trained it (`code_version`): a run resumed under other code shows it here."""
+    `code` says which attnplace trained it (`code_version`): a run resumed under other code shows it here.
+    `resume_note`, only where there was one, says what the session did about a checkpoint it could not
+    resume from (`checkpoint.resume_point`)."""
     info = {"host": socket.gethostname(), "pid": os.getpid(), "started": now(), "ended": None, "from_epoch": 0,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "code": code_version()}
     ray = sys.modules.get("ray")  # imported only where a Ray task runs this: ray is optional
@@ -116,21 +118,56 @@ def now() -> str:
 
 
 class RunRecorder(L.Callback):
-    """Keeps the per-epoch history and training throughput, and writes `record.json` after every epoch.
+    """The one owner of a run's record: builds it, keeps the per-epoch history and training throughput, and
+    writes `record.json` after every epoch and when the run ends. `fit` tells it what it learns through the
+    methods below, in the order the record's keys appear (`describe`, then `add_metrics` after the test).
 
     Throughput counts training steps and data only (validation is not throughput). The first epoch pays
     for warm-up (allocator, cuDNN autotuning, `torch.compile`), so `train_images_per_s` is taken over the
     later epochs, which compares with a plain loop timed after warm-up; `first_epoch_images_per_s` has it.
     """
 
-    def __init__(self, path: Path, record: dict):
-        self.path, self.record = path, record
-        record.setdefault("sessions", [session()])  # `fit` passes the earlier sessions' too
+    def __init__(self, path: Path, record: dict | None = None):
+        """`record`: what the record starts with (`for_run` gives a run's), copied: from here the recorder owns it."""
+        self.path, self.record = path, dict(record or {})
+        self.record.setdefault("sessions", [session()])
         self.history: list[dict] = []
         self.elapsed = 0.0  # wall time of earlier sessions of this run (before a resume)
         self._session_start = time.perf_counter()
         self._epoch_start: float | None = None
         self._epoch_seconds, self._epoch_images = 0.0, 0
+
+    @classmethod
+    def for_run(cls, run_dir: Path, config: Config, grid: str | None = None, axes: dict | None = None,
+                earlier_sessions: list[dict] = ()) -> "RunRecorder":
+        """The recorder of a run's `record.json`, which continues the sessions of its earlier records."""
+        return cls(run_dir / "record.json", {
+            "id": config.run_id, "grid": grid, "status": "running", "error": None, "failed_epoch": None,
+            "axes": axes or {}, "config": config.to_dict(), "run_dir": str(run_dir),
+            "sessions": [*earlier_sessions, session()]})
+
+    def describe(self, initial_gates: dict, params: int, flops: int, environment: dict) -> None:
+        """What trains and where: the gates' values before training (the history holds epoch ends only), the
+        network's size, and the environment the run resolved to."""
+        self.record.update(initial_gates=initial_gates, metrics={"params": params, "flops": flops},
+                           environment=environment)
+
+    def note(self, line: str) -> None:
+        """What this session had to work around before training (an unreadable checkpoint), in its session."""
+        self.record["sessions"][-1]["resume_note"] = line
+
+    def add_metrics(self, metrics: dict) -> None:
+        self.record["metrics"].update(metrics)
+
+    @property
+    def metrics(self) -> dict:
+        return self.record.get("metrics", {})
+
+    def fail_before_training(self, err: BaseException) -> None:
+        """A run that could not start (its data could not be read, say) is recorded too, so that a grid can say
+        why: with its error, no metrics and no history."""
+        write_json(self.path, {**self.record, "status": "failed", "error": error_line(err), "metrics": {},
+                               "history": []})
 
     def on_train_start(self, trainer, module):
         self.record["sessions"][-1]["from_epoch"] = len(self.history)  # after a resume has restored the history
