@@ -34,6 +34,7 @@ def test_load_records_skips_bad_files_and_reports_them(results):
     (lambda r: r["metrics"].update(params="big"), "metrics.params"),
     (lambda r: r.update(config=[1]), "'config'"),
     (lambda r: r.update(history=[{"epoch": 0, "gates": {"stage2.block0.lambda": "x"}}]), "history[0].gates"),
+    (lambda r: r.update(history=[{"epoch": 0, "masks": {"stage1.block0.attn.gain": "x"}}]), "history[0].masks"),
     (lambda r: r.update(failed_epoch=True), "failed_epoch"),
 ])
 def test_wrong_types_are_problems_not_crashes(tmp_path, mutate, reason):

@@ -75,13 +75,14 @@ def _check_history(rec: dict) -> None:
     for i, entry in enumerate(_typed(rec, "history", list) or []):
         if not isinstance(entry, dict) or not _is_int(entry.get("epoch")):
             raise BadRecord(f"'history[{i}]' must be an object with an integer 'epoch'")
-        _check_gates(entry.get("gates"), f"history[{i}].gates")
-    _check_gates(rec.get("initial_gates"), "initial_gates")
+        _check_named_numbers(entry.get("gates"), f"history[{i}].gates", "gate")
+        _check_named_numbers(entry.get("masks"), f"history[{i}].masks", "mask statistic")
+    _check_named_numbers(rec.get("initial_gates"), "initial_gates", "gate")
 
 
-def _check_gates(gates: object, where: str) -> None:
-    if not isinstance(gates or {}, dict) or not all(v is None or _is_number(v) for v in (gates or {}).values()):
-        raise BadRecord(f"'{where}' must map gate names to numbers")
+def _check_named_numbers(values: object, where: str, what: str) -> None:
+    if not isinstance(values or {}, dict) or not all(v is None or _is_number(v) for v in (values or {}).values()):
+        raise BadRecord(f"'{where}' must map {what} names to numbers")
 
 
 def read_checked(path: Path) -> dict:
