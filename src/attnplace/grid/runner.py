@@ -178,8 +178,8 @@ def auto_workers() -> int:
     idle; without a GPU one single-threaded run per CPU core, at most `MAX_CPU_WORKERS`: small convolutions
     gain more from parallel runs than from intra-op threads, and a 1-thread run does not stall when another
     process takes its core. Measured (benchmarks/cpu_workers.py, results/benchmarks/cpu_ceiling.md: fit path,
-    resnet20 p4/se, CPU preset, 2-core Zen 3 shared with other work): 2 runs x 1 thread 109 img/s in all
-    against 1 run x 2 threads 46 img/s."""
+    resnet20 p4/se, CPU preset, 2-core Zen 3): 2 runs x 1 thread 267 img/s in all against 1 run x 2 threads
+    229 img/s, after warm-up."""
     gpus = len(_visible_gpus())
     return RUNS_PER_GPU * gpus if gpus else max(1, min(os.cpu_count() or 1, MAX_CPU_WORKERS))
 

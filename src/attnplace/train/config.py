@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
-from ..models import ATTENTION, BACKBONES, PATTERNS, BlockOptions, stage_count
+from ..models import ATTENTION, BACKBONES, FAMILIES, PATTERNS, BlockOptions, backbone_block, is_external, stage_count
 from ..models.blocks import NORMS, P4_GATES, SKIP_GATES
 from ..models.gates import GATES
 from .config_io import from_dict, merge, parse_override, read_yaml
@@ -27,12 +27,23 @@ DATASETS_WITH_FILES = ("imagefolder", "fashion-mnist")  # must exist; cifar10/10
 class ModelConfig(BlockOptions):
     """`BlockOptions` (attention type, gate inits and learn flags, norm) plus the network around the blocks."""
 
-    backbone: str = "resnet20"
+    backbone: str = "resnet20"  # or torchvision:NAME / timm:NAME, a library ResNet (models/external.py)
     pattern: str = "p1"
     stages: tuple[int, ...] | None = None  # 1-based stages that get the pattern; None = all
+    weights: str | None = None  # a library backbone's starting state_dict (a local file); its fc is reset
 
     def __post_init__(self):
-        _choose("backbone", self.backbone, BACKBONES.names())
+        if not is_external(self.backbone):
+            _choose("backbone", self.backbone, [*BACKBONES.names(), "torchvision:NAME", "timm:NAME"])
+        if self.block is not None:
+            _choose("block", self.block, FAMILIES.names())
+        backbone_block(self.backbone, self.block)  # a library name it cannot convert, or a contradicting block
+        _require(self.norm == "batch" or not is_external(self.backbone), "norm", self.norm,
+                 f"batch ({self.backbone} keeps its own norms)")
+        if self.weights is not None:
+            _require(is_external(self.backbone), "weights", self.weights, "null for a built-in backbone (a "
+                     "state_dict is for torchvision:NAME / timm:NAME)")
+            _require(Path(self.weights).is_file(), "weights", self.weights, "an existing state_dict file")
         _choose("pattern", self.pattern, PATTERNS.names())
         _choose("attention", self.attention, ATTENTION.names())
         if self.skip_attention is not None:
@@ -162,10 +173,11 @@ class TrainerConfig:
         - CUDA: bf16 autocast, channels_last and torch.compile, the fast path for these small nets.
         - A CPU with native bf16 (AVX512-BF16 or AMX; `bf16_cpu`, default read from /proc/cpuinfo):
           bf16 autocast and channels_last (1.5x fp32 eager on a 2-core Zen 4).
-        - Any other CPU: fp32 and channels_last (1.2x fp32 eager on a 2-core Zen 3, where emulated bf16
+        - Any other CPU: fp32 and channels_last (1.14x fp32 eager on a 2-core Zen 3, where emulated bf16
           runs at a tenth of fp32's speed).
-        torch.compile stays off on CPUs: on a 2-core Zen 3 it trains no faster than eager after a warm-up
-        of ~85 s, and on a Zen 4 its 1.2x does not pay back ~50 s per run over a 10-epoch CPU study.
+        torch.compile stays off on CPUs: it does not pay back its warm-up within one run of the committed CPU
+        setup (100,000 training images): on the Zen 3, 1.16x channels_last eager after 81 s of compiling,
+        about 473 s of training against 455 s eager; on a Zen 4 (issue "CPU at its ceiling") 1.2x after ~55 s.
         Values set explicitly are kept.
         """
         gpu = (device or self.device()) == "cuda"
@@ -223,7 +235,7 @@ class Config:
         m, data = self.model, identity(self)
         digest = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
         gates = "".join(f"-{data['model'][k]}" for k in LATER_KEYS if k in data["model"])  # a gate not the seeds'
-        return f"{m.backbone}-{m.pattern}-{m.attention}{gates}-s{self.seed}-{digest}"
+        return f"{m.backbone.replace(':', '-')}-{m.pattern}-{m.attention}{gates}-s{self.seed}-{digest}"
 
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path(self.output_dir) / self.name / "runs" / self.run_id
@@ -235,12 +247,15 @@ class Config:
 PRESENTATION_KEYS = ("name", "logger", "wandb", "output_dir", "run_dir", "trainer.progress_bar", "trainer.threads",
                      "trainer.nan_check_every_n_steps", "trainer.mask_telemetry")
 # `model` keys that say where and how attention sits (what a placement comparison varies); norm is not one.
-PLACEMENT_KEYS = tuple(sorted({f.name for f in dataclasses.fields(BlockOptions)} - {"norm"} | {"stages"}))
+PLACEMENT_KEYS = tuple(sorted({f.name for f in dataclasses.fields(BlockOptions)} - {"norm", "block"} | {"stages"}))
 # The same as dotted axes, with how the gates train: what the report's grouping treats as the placement.
 PLACEMENT_AXES = frozenset({f"model.{k}" for k in PLACEMENT_KEYS} | {"optim.gate_lr_scale"})
 # Keys added after run ids were first computed: left out of the id while they hold the value that the older
 # keys imply, so every earlier run keeps its id (`model.gate` of a p4 with p4_gate=direct is mask, say).
 LATER_KEYS = ("gate", "skip_gate")
+# Later still, and never named in the id: they are left out while they say what the backbone alone says (its
+# own block family, the only one it accepts; no weights file).
+IMPLIED_BY_BACKBONE = ("block", "weights")
 
 
 def identity(config: Config) -> dict:
@@ -251,6 +266,10 @@ def identity(config: Config) -> dict:
     implied = _resolve_gates(dataclasses.replace(config.model, gate=None, skip_gate=None))
     for key in LATER_KEYS:
         if data["model"][key] == getattr(implied, key):
+            data["model"].pop(key)
+    implied_by_backbone = {"block": backbone_block(config.model.backbone), "weights": None}
+    for key in IMPLIED_BY_BACKBONE:
+        if data["model"][key] in (None, implied_by_backbone[key]):
             data["model"].pop(key)
     return data
 
