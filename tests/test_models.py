@@ -16,7 +16,8 @@ BACKBONES = ["flat", "resnet20", "resnet32", "resnet56", "resnet110", "resnet18"
 
 def test_registries_hold_the_required_names():
     assert set(PATTERN_NAMES) == set(PATTERNS.names())
-    assert set(BACKBONES) == set(attnplace.BACKBONES.names())
+    family_backbones = {"resnet164", "preact_resnet20", "preact_resnet164", "preact_resnet18"}  # test_families.py
+    assert set(BACKBONES) | family_backbones == set(attnplace.BACKBONES.names())
     assert set(REQUIRED_ATTENTION + ["gc", "ge", "ese", "lcbam"]) <= set(ATTENTION.names())
 
 
@@ -217,7 +218,7 @@ def test_custom_attention_usable_by_name():
 
 
 @pytest.mark.parametrize("kwargs,key", [
-    ({"backbone": "resnet21"}, "unknown backbone 'resnet21'; valid: flat, resnet110"),
+    ({"backbone": "resnet21"}, "unknown backbone 'resnet21'; valid: flat, preact_resnet164"),
     ({"pattern": "p9"}, "unknown pattern 'p9'; valid: none, p1, p2, p3, p3c, p4"),
     ({"attention": "sse"}, "unknown attention 'sse'; valid: cbam"),
     ({"gamma_init": 0.1}, "unknown block option 'gamma_init'; valid: skip_attention"),
@@ -230,7 +231,7 @@ def test_unknown_names_give_one_line_errors(kwargs, key):
 
 
 def test_block_options_are_listed():
-    assert set(BLOCK_OPTIONS) == {"skip_attention", "norm", "gate", "skip_gate", "lambda_init", "learn_lambda",
+    assert set(BLOCK_OPTIONS) == {"skip_attention", "norm", "block", "gate", "skip_gate", "lambda_init", "learn_lambda",
                                   "gamma_s_init", "gamma_r_init", "learn_gamma_s", "learn_gamma_r", "p4_gate"}
 
 

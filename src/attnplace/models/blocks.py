@@ -1,9 +1,11 @@
 """The placement patterns: *where* attention `A(t) = m(t) ⊙ t` sits in a residual block, and *how* its
 output joins the signal, the gate `g` (`gates.py`: mask `A(t)`, near_identity `t + γ·A(t)`, mix
-`(1-λ)·t + λ·A(t)`). All patterns share one residual branch `F(x)` = conv3×3-norm-ReLU-conv3×3-norm and one
-skip (identity, or 1×1 conv + norm when stride or width change), and all end in ReLU.
+`(1-λ)·t + λ·A(t)`). A block is y = σ(merge(x)): its family (`families.py`, `opts.block`) builds the residual
+branch F, the skip and σ (basic: F = conv3×3-norm-ReLU-conv3×3-norm, skip = identity or 1×1 conv + norm when
+stride or width change, σ = ReLU; pre-activation families have no σ), and the pattern writes the merge, the
+same formula for every family.
 
-    where \ how   merge (then ReLU)            mask             near_identity            mix
+    where \ how   merge (then σ)               mask             near_identity            mix
     none          skip(x) + F(x)               the baseline: no attention, no gate
     p1            skip(x) + g(F(x))            seeds' p1 (SE-ResNet)
     p2            g(skip(x) + F(x))            seeds' p2
@@ -20,15 +22,15 @@ near_identity on both paths for p4, and `p4_gate="direct"` (the seeds' form for 
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError, choices_error
 from ..registry import Registry
-from .attention import create_attention
+from .attention import ATTENTION, create_attention
+from .families import FAMILIES, Family
 from .gates import GATES, gate_options, make_gate
 
 PATTERNS = Registry("pattern")
@@ -44,6 +46,7 @@ class BlockOptions:
     attention: str = "se"
     skip_attention: str | None = None  # p4's A_s; None = same type as A_r
     norm: str = "batch"  # "group": GroupNorm, the seed's advice for small batches
+    block: str | None = None  # the block family (families.py); None: the backbone's own, basic outside one
     gate: str | None = None  # how the pattern's attention joins (p4: g_r); None = the pattern's seeds' form
     skip_gate: str | None = None  # p4's g_s; None = near_identity
     lambda_init: float = 0.1  # a mix gate's λ₀
@@ -57,6 +60,8 @@ class BlockOptions:
     def __post_init__(self):
         if self.norm not in NORMS:
             raise choices_error("norm", self.norm, NORMS)
+        if self.block is not None and self.block not in FAMILIES:
+            raise choices_error("block", self.block, FAMILIES.names())
         if self.p4_gate not in P4_GATES:
             raise choices_error("p4_gate", self.p4_gate, P4_GATES)
         if self.gate is not None and self.gate not in GATES:
@@ -69,47 +74,36 @@ class BlockOptions:
             if not math.isfinite(getattr(self, name)):
                 raise UserError(f"{name}={getattr(self, name)} is invalid; valid: a finite number")
 
-
-def norm_layer(kind: str, channels: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    # At most 32 groups (Wu & He) but at least 4 channels per group, so 16-wide stages still pool statistics.
-    return nn.GroupNorm(math.gcd(32, max(channels // 4, 1)), channels)
-
-
-def conv_norm(in_ch: int, out_ch: int, kernel: int, stride: int, norm: str) -> nn.Sequential:
-    conv = nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2, bias=False)
-    return nn.Sequential(conv, norm_layer(norm, out_ch))
-
-
-def residual_branch(in_ch: int, out_ch: int, stride: int, norm: str) -> nn.Sequential:
-    """F(x): conv3×3-norm-ReLU-conv3×3-norm."""
-    return nn.Sequential(
-        conv_norm(in_ch, out_ch, 3, stride, norm), nn.ReLU(inplace=True), conv_norm(out_ch, out_ch, 3, 1, norm)
-    )
-
-
-def skip_connection(in_ch: int, out_ch: int, stride: int, norm: str) -> nn.Module:
-    if stride == 1 and in_ch == out_ch:
-        return nn.Identity()
-    return conv_norm(in_ch, out_ch, 1, stride, norm)
+    @classmethod
+    def of(cls, attention: str = "se", **options) -> "BlockOptions":
+        """From keyword arguments; an unknown option or attention name fails before anything is built."""
+        names = [f.name for f in fields(cls) if f.name != "attention"]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise choices_error("block option", unknown[0], names)
+        opts = cls(attention=attention, **options)
+        for name in (opts.attention, opts.skip_attention or opts.attention):
+            ATTENTION.get(name)
+        return opts
 
 
 @PATTERNS.register("none")
 class ResidualBlock(nn.Module):
-    """Baseline, no attention: y = ReLU(skip(x) + F(x)).
+    """Baseline, no attention: y = σ(skip(x) + F(x)).
 
     Subclasses with attention set `attention_on` (the width a single A acts on: "in", the block input, or
-    "out") and `seeds_gate`, the gate form their seeds' formula uses when `gate` is left unset.
+    "out", its output) and `seeds_gate`, the gate form their seeds' formula uses when `gate` is left unset.
+    F, the skip and σ come from `family`: by default `opts.block`'s built for these widths; `convert` passes
+    one that reuses an existing block's modules.
     """
 
     attention_on: str | None = None
     seeds_gate: str | None = None
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, opts: BlockOptions):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, opts: BlockOptions, family: Family | None = None):
         super().__init__()
-        self.residual = residual_branch(in_ch, out_ch, stride, opts.norm)
-        self.skip = skip_connection(in_ch, out_ch, stride, opts.norm)
+        family = family or FAMILIES.get(opts.block or "basic")(in_ch, out_ch, stride, opts.norm)
+        self.residual, self.skip, self.activation = family.residual(), family.skip(), family.activation()
         if self.attention_on:
             self.attn = create_attention(opts.attention, in_ch if self.attention_on == "in" else out_ch)
             self.gate = make_gate(self.gate_form(opts), "r", opts)
@@ -126,7 +120,7 @@ class ResidualBlock(nn.Module):
         return {"attention", "gate", *gate_options(form, "r")} if form else set()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.merge(x))
+        return self.activation(self.merge(x))
 
     def merge(self, x: torch.Tensor) -> torch.Tensor:
         return self.skip(x) + self.residual(x)
@@ -142,7 +136,7 @@ class ResidualBlock(nn.Module):
 
 @PATTERNS.register("p1")
 class InsideResidual(ResidualBlock):
-    """Pattern-1, inside the residual (SE-ResNet): y = ReLU(skip(x) + g(F(x)))."""
+    """Pattern-1, inside the residual (SE-ResNet): y = σ(skip(x) + g(F(x)))."""
 
     attention_on, seeds_gate = "out", "mask"
 
@@ -152,7 +146,7 @@ class InsideResidual(ResidualBlock):
 
 @PATTERNS.register("p2")
 class AfterAddition(ResidualBlock):
-    """Pattern-2, after the addition: z = skip(x) + F(x); y = ReLU(g(z))."""
+    """Pattern-2, after the addition: z = skip(x) + F(x); y = σ(g(z))."""
 
     attention_on, seeds_gate = "out", "mask"
 
@@ -162,7 +156,7 @@ class AfterAddition(ResidualBlock):
 
 @PATTERNS.register("p3")
 class BeforeResidual(ResidualBlock):
-    """Pattern-3, before the residual: y = ReLU(skip(x) + F(g(x))); A acts on the in_ch-wide input."""
+    """Pattern-3, before the residual: y = σ(skip(x) + F(g(x))); A acts on the in_ch-wide input."""
 
     attention_on, seeds_gate = "in", "mask"
 
@@ -172,7 +166,7 @@ class BeforeResidual(ResidualBlock):
 
 @PATTERNS.register("p3c")
 class ControlledBeforeResidual(BeforeResidual):
-    """Controlled Pattern-3, p3 × mix: x~ = (1-λ)·x + λ·A(x), λ = sigmoid(logit), λ₀ = 0.1; y = ReLU(skip(x) + F(x~))."""
+    """Controlled Pattern-3, p3 × mix: x~ = (1-λ)·x + λ·A(x), λ = sigmoid(logit), λ₀ = 0.1; y = σ(skip(x) + F(x~))."""
 
     seeds_gate = "mix"
     preset_of = ("p3", "mix")  # the same network as p3 with gate=mix: `canonical` names that p3c
@@ -180,7 +174,7 @@ class ControlledBeforeResidual(BeforeResidual):
 
 @PATTERNS.register("p4")
 class DualPath(ResidualBlock):
-    """Pattern-4, dual path: y = ReLU(g_s(skip(x)) + g_r(F(x))), each g with its own attention.
+    """Pattern-4, dual path: y = σ(g_s(skip(x)) + g_r(F(x))), each g with its own attention.
 
     The seeds' form: g_•(t) = t + γ_•·A_•(t) on both paths, γ_s₀ = 0 (the skip starts pure), γ_r₀ = 0.1.
     `p4_gate="direct"` is g_r = mask, A_r(f) as it is (the seeds' form for CBAM): with γ_s = 0 that is Pattern-1.
@@ -188,8 +182,8 @@ class DualPath(ResidualBlock):
 
     seeds_gate = "near_identity"
 
-    def __init__(self, in_ch, out_ch, stride, opts):
-        super().__init__(in_ch, out_ch, stride, opts)
+    def __init__(self, in_ch, out_ch, stride, opts, family=None):
+        super().__init__(in_ch, out_ch, stride, opts, family)
         self.attn_s = create_attention(opts.skip_attention or opts.attention, out_ch)
         self.attn_r = create_attention(opts.attention, out_ch)
         self.gate_s = make_gate(self.skip_gate_form(opts), "s", opts)

@@ -7,16 +7,21 @@ random numbers and shifts every draw after it. Here each module re-initialises i
 seeded by (seed, module name); attention modules and gates, which have their own names, get their own streams.
 """
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
 from ..seeds import derive_seed
 
 
-def init_weights(model: nn.Module, seed: int) -> None:
-    """Re-initialise every module that owns parameters from the stream (seed, its qualified name)."""
+def init_weights(model: nn.Module, seed: int, keep: Iterable[nn.Parameter] = ()) -> None:
+    """Re-initialise every module that owns parameters from the stream (seed, its qualified name), except
+    modules owning a parameter in `keep` (weights a network already had: `convert`, `model.weights`)."""
+    kept = {id(p) for p in keep}
     for name, module in model.named_modules():
-        if next(module.parameters(recurse=False), None) is None:
+        own = list(module.parameters(recurse=False))
+        if not own or any(id(p) in kept for p in own):
             continue
         with torch.random.fork_rng(devices=[]):  # CPU stream only; the caller's RNG state is left untouched
             torch.default_generator.manual_seed(derive_seed(seed, name))
