@@ -15,22 +15,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .models import ATTENTION, BACKBONES, PATTERNS, build_model, count_flops, count_params
 
     ATTENTION.get(args.attention)  # a typo fails before the long table starts
+    width = max(10, *map(len, BACKBONES.names()))
     for title, registry in (("backbones", BACKBONES), ("patterns", PATTERNS), ("attention types", ATTENTION)):
         print(f"{title}:")
         for name, doc in registry.describe().items():
-            print(f"  {name:<10} {doc}")
+            print(f"  {name:<{width}} {doc}")
+        if registry is BACKBONES:
+            print(f"  {'lib:NAME':<{width}} torchvision:NAME or timm:NAME, a library ResNet converted in place "
+                  "(attnplace.convert; model.weights: a local state_dict)")
         print()
     print(f"parameters / forward FLOPs at {args.image_size}x{args.image_size}, attention={args.attention}, "
           f"{args.num_classes} classes (FLOPs as torch.utils.flop_counter counts them: 2 per multiply-add)")
     patterns = PATTERNS.names()
-    print(f"  {'backbone':<10}" + "".join(f"{p:>22}" for p in patterns))
+    print(f"  {'backbone':<{width}}" + "".join(f"{p:>22}" for p in patterns))
     for backbone in BACKBONES.names():
         cells = []
         for pattern in patterns:
             model = build_model(backbone, pattern, args.attention, num_classes=args.num_classes)
             flops = count_flops(model, 3, args.image_size)
             cells.append(f"{count_params(model):>10,} {flops / 1e6:>9.2f}M")
-        print(f"  {backbone:<10}" + "".join(f"{c:>22}" for c in cells), flush=True)
+        print(f"  {backbone:<{width}}" + "".join(f"{c:>22}" for c in cells), flush=True)
     return 0
 
 
