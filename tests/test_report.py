@@ -15,9 +15,11 @@ from attnplace.cli import main
 from attnplace.errors import UserError
 from attnplace.grid.plots import plot_accuracy, plot_pairs
 from attnplace.grid.records import load_records
-from attnplace.grid.report import caveats, gate_trajectories, mask_trajectories, summarize, write_report
+from attnplace.grid.report import caveats, write_report
 from attnplace.grid.spec import load_grid
+from attnplace.grid.summary import summarize
 from attnplace.grid.tables import format_markdown, format_summary
+from attnplace.grid.trajectories import gate_trajectories, mask_trajectories
 
 T975_DF2 = 4.302653  # t_{0.975, 2} from a table: the 95% CI multiplier for n = 3
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_results.ipynb"

@@ -25,7 +25,7 @@ def _wandb_settings(report: Report) -> tuple[str, str, str]:
     """(project, group, mode) of the grid's runs, read from their recorded configs."""
     from ..train.fit import wandb_mode
 
-    config = report.records[0]["config"]  # one experiment: records.py refused anything else
+    config = report.records[0]["config"]  # one experiment: mixing.py refused anything else
     wandb = config.get("wandb") or {}
     return wandb.get("project", "attnplace"), config.get("name", "default"), wandb_mode(wandb.get("mode", "auto"))
 

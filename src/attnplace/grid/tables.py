@@ -8,7 +8,7 @@ cannot. Differences are not clipped. Every table names its metric.
 
 import pandas as pd
 
-from .records import isna
+from .runs import isna
 
 METRIC_NAMES = {"test_acc": "test acc", "val_acc": "val acc"}
 
