@@ -89,6 +89,18 @@ def test_variants_from_different_base_configs_are_refused(tmp_path):
         load_records(write_runs(tmp_path, recs))
 
 
+def test_a_key_added_to_the_schema_later_reads_as_its_default(tmp_path):
+    """A study resumed under newer code: the new runs' configs carry a key the first runs' lack, at its default."""
+    recs = [record(p, s, 0.9) for p in ("none", "p1") for s in (0, 1)]
+    for rec in recs[1::2]:
+        rec["config"]["model"]["block"] = None  # `model.block` came later; None is its default
+    runs, _ = load_records(write_runs(tmp_path, recs))
+    assert len(runs) == 4
+    recs[1]["config"]["model"]["block"] = "bottleneck"  # a value other than the default is a real difference
+    with pytest.raises(UserError, match="model.block"):
+        load_records(write_runs(tmp_path, recs))
+
+
 def test_repeated_seeds_are_refused(tmp_path):
     again = record("p1", 1, 0.93)
     again["id"] += "-again"

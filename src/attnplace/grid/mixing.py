@@ -7,6 +7,7 @@ numbers: device type (`cpu`, `cuda`), precision or torch.compile, unless the cal
 without an environment, which failed before training, do not count). The error names the differing keys.
 """
 
+import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
-from ..train.config import PRESENTATION_KEYS
+from ..train.config import PRESENTATION_KEYS, Config
 from .runs import BASELINE, ENVIRONMENT, PATTERN, PLACEMENT, axis_columns
 
 
@@ -28,6 +29,19 @@ def environment_differences(runs: pd.DataFrame) -> str:
         if len(counts) > 1:
             parts.append(f"{key} ({', '.join(f'{value}: {n} run(s)' for value, n in counts.items())})")
     return ", ".join(parts)
+
+
+@functools.cache
+def _defaults() -> dict:
+    return _flat(Config().to_dict())
+
+
+def _flat_config(record: dict) -> dict:
+    """A record's config as dotted keys, keys it lacks at today's defaults: a key added to the schema after
+    the run did not exist then, and the code then computed what its default computes now (a new key's default
+    keeps the old behaviour, and the old run ids: `config.LATER_KEYS`). So records written before and after a
+    key was added still read as one experiment."""
+    return {**_defaults(), **_flat(record["config"])}
 
 
 def _flat(config: Mapping, prefix: str = "") -> dict:
@@ -60,7 +74,7 @@ def _describe(differences: dict[str, list]) -> str:
 
 def check_one_experiment(records: list[dict], runs: pd.DataFrame, results_dir: Path) -> None:
     """Refuse (UserError) a results dir whose runs are not one experiment: see the module docstring."""
-    configs = [_flat(rec["config"]) for rec in records]
+    configs = [_flat_config(rec) for rec in records]
     axes = set(axis_columns(runs))
     hint = "a table compares one configuration: keep each experiment in its own results folder"
     members: dict[str, list[int]] = {}
