@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from train_throughput import (SHARED, WARMUP_EPOCHS, measure, prepared, quiet_lightning,  # noqa: E402
                               throughput_config)
 
-from attnplace.train.config import TrainerConfig, cpu_has_bf16  # noqa: E402
+from attnplace.train.sections import TrainerConfig, cpu_has_bf16  # noqa: E402
 from attnplace.train.record import cpu_model  # noqa: E402
 
 

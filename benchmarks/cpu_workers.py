@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from attnplace.train.config import TrainerConfig
+from attnplace.train.sections import TrainerConfig
 from attnplace.train.record import cpu_model
 
 CPU_MODES = Path(__file__).with_name("cpu_modes.py")

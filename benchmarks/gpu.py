@@ -47,7 +47,8 @@ from attnplace.data.load import keep_last_dataset
 from attnplace.grid.runner import run_grid
 from attnplace.grid.spec import load_grid
 from attnplace.train.fit import make_trainer
-from attnplace.train.config import Config, TrainerConfig
+from attnplace.train.config import Config
+from attnplace.train.sections import TrainerConfig
 from attnplace.train.module import PlacementModule
 from attnplace.train.record import RunRecorder
 

@@ -2,13 +2,12 @@
 YAML plus key=value overrides, and the per-device trainer preset."""
 
 import pytest
-import torch
 
 from attnplace.cli import main
 from attnplace.errors import UserError
-from attnplace.train.config import Config, cpu_has_bf16, load_config
+from attnplace.train.config import Config, load_config
+from attnplace.train.sections import cpu_has_bf16
 from attnplace.train.config_io import from_dict
-from attnplace.train.module import PlacementModule
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -124,11 +123,11 @@ def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path):
 
 
 def test_runs_differing_only_in_resolved_precision_get_different_ids(monkeypatch):
-    from attnplace.train import config as config_module
+    from attnplace.train import sections
 
     ids = {}
     for bf16 in (False, True):
-        monkeypatch.setattr(config_module, "cpu_has_bf16", lambda b=bf16: b)
+        monkeypatch.setattr(sections, "cpu_has_bf16", lambda b=bf16: b)
         config = load_config(None, ["model.pattern=p2", "trainer.accelerator=cpu"])
         ids[config.trainer.precision] = config.run_id
     assert set(ids) == {"32-true", "bf16-mixed"} and ids["32-true"] != ids["bf16-mixed"]

@@ -18,7 +18,7 @@ from attnplace.grid import runner
 from attnplace.grid.calls import read_calls
 from attnplace.grid.runner import auto_workers, dry_run_table, plan, run_status
 from attnplace.grid.spec import load_grid
-from attnplace.train.config import TrainerConfig
+from attnplace.train.sections import TrainerConfig
 from grids import AXES, TINY_BASE, records, same_runs, write_grid
 
 
@@ -211,13 +211,13 @@ def test_committed_grid_files_load(grid_file):
     assert load_grid(grid_file).runs
 
 
-@pytest.mark.parametrize("results", sorted(p.parent for p in (ROOT / "results").glob("*/grid.json")),
-                         ids=lambda p: p.name)
 # Studies that take more than one sitting: their completed runs are committed as they come in (the rest have
 # no record yet, or are training here right now). Every other committed folder is a finished grid.
 UNDER_WAY = {"where_and_how_cpu"}
 
 
+@pytest.mark.parametrize("results", sorted(p.parent for p in (ROOT / "results").glob("*/grid.json")),
+                         ids=lambda p: p.name)
 def test_committed_results_are_their_grid_files_runs_all_recorded(results, monkeypatch):
     """A committed table is what its grid file gives today: the same run ids (so the same configs), each
     recorded as completed. A changed default or grid file that would silently change the runs fails here."""

@@ -1,211 +1,20 @@
-"""One config schema for model, data, optimisation, trainer and logging.
+"""One config schema for model, data, optimisation, trainer and logging, and the run id it gives.
 
-`attnplace fit [CONFIG.yaml] [key=value ...]` and every grid run resolve to a `Config`. Each section is
-a typed dataclass: unknown keys, wrong types and impossible values fail before training with one line
-that names the dotted key and what would be valid.
+`attnplace fit [CONFIG.yaml] [key=value ...]` and every grid run resolve to a `Config`, made of the typed
+sections in `sections.py`; `canonical` makes every choice in it concrete, and the run id is a hash of what
+is left once the keys that only say where a run is shown are dropped (`identity`).
 """
 
-import contextlib
-import contextvars
 import dataclasses
 import hashlib
-import math
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
-from ..models import ATTENTION, BACKBONES, FAMILIES, PATTERNS, BlockOptions, backbone_block, is_external, stage_count
-from ..models.blocks import NORMS, P4_GATES, SKIP_GATES
-from ..models.gates import GATES
+from ..models import PATTERNS, BlockOptions, backbone_block
 from .config_io import from_dict, merge, parse_override, read_yaml
-
-DATASETS_WITH_FILES = ("imagefolder", "fashion-mnist")  # must exist; cifar10/100 may be downloaded into `path`
-
-
-@dataclass(frozen=True)
-class ModelConfig(BlockOptions):
-    """`BlockOptions` (attention type, gate inits and learn flags, norm) plus the network around the blocks."""
-
-    backbone: str = "resnet20"  # or torchvision:NAME / timm:NAME, a library ResNet (models/external.py)
-    pattern: str = "p1"
-    stages: tuple[int, ...] | None = None  # 1-based stages that get the pattern; None = all
-    weights: str | None = None  # a library backbone's starting state_dict (a local file); its fc is reset
-
-    def __post_init__(self):
-        if not is_external(self.backbone):
-            _choose("backbone", self.backbone, [*BACKBONES.names(), "torchvision:NAME", "timm:NAME"])
-        if self.block is not None:
-            _choose("block", self.block, FAMILIES.names())
-        backbone_block(self.backbone, self.block)  # a library name it cannot convert, or a contradicting block
-        _require(self.norm == "batch" or not is_external(self.backbone), "norm", self.norm,
-                 f"batch ({self.backbone} keeps its own norms)")
-        if self.weights is not None:
-            _require(is_external(self.backbone), "weights", self.weights, "null for a built-in backbone (a "
-                     "state_dict is for torchvision:NAME / timm:NAME)")
-            _require(Path(self.weights).is_file(), "weights", self.weights, "an existing state_dict file")
-        _choose("pattern", self.pattern, PATTERNS.names())
-        _choose("attention", self.attention, ATTENTION.names())
-        if self.skip_attention is not None:
-            _choose("skip_attention", self.skip_attention, ATTENTION.names())
-        _choose("norm", self.norm, NORMS)
-        _choose("p4_gate", self.p4_gate, P4_GATES)
-        if self.gate is not None:
-            _choose("gate", self.gate, GATES.names())
-        if self.skip_gate is not None:
-            _choose("skip_gate", self.skip_gate, SKIP_GATES)
-        for key in ("lambda_init", "gamma_s_init", "gamma_r_init"):
-            _require(math.isfinite(getattr(self, key)), key, getattr(self, key), "a finite number")
-        _require(0 <= self.lambda_init <= 1, "lambda_init", self.lambda_init, "a mixing weight in [0, 1]")
-        if self.stages is not None:
-            n = stage_count(self.backbone)
-            _require(bool(self.stages) and set(self.stages) <= set(range(1, n + 1)), "stages", list(self.stages),
-                     f"a non-empty list of {self.backbone}'s stages 1..{n}, or null for all")
-        super().__post_init__()
-
-    def build_kwargs(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    name: str = "cifar10"  # cifar10 | cifar100 | imagefolder | fashion-mnist | synthetic
-    path: str | None = "data"
-    val_size: int = 5000
-    train_subset: int | None = None  # class-balanced subset of train, for quick runs
-    augment: str = "crop_flip"  # crop_flip | none
-    batch_size: int = 128
-    eval_batch_size: int = 1000
-    synthetic: dict | None = None  # options of the `synthetic` dataset (smoke tests only)
-
-    def __post_init__(self):
-        from ..data import AUGMENTS, DATASETS
-
-        _choose("name", self.name, DATASETS.names())
-        _choose("augment", self.augment, AUGMENTS.names())
-        _require(self.val_size >= 0, "val_size", self.val_size, ">= 0")
-        _require(self.train_subset is None or self.train_subset > 0, "train_subset", self.train_subset, "> 0 or null")
-        _require(self.batch_size > 0, "batch_size", self.batch_size, "> 0")
-        _require(self.eval_batch_size > 0, "eval_batch_size", self.eval_batch_size, "> 0")
-        exists = bool(self.path) and Path(self.path).exists()
-        _require(exists or self.name not in DATASETS_WITH_FILES or not _DATA_MUST_EXIST.get(), "path", self.path,
-                 f"an existing {self.name} folder or archive")
-
-
-_DATA_MUST_EXIST = contextvars.ContextVar("data_must_exist", default=True)
-
-
-@contextlib.contextmanager
-def data_may_be_absent():
-    """Build configs without checking that `data.path` exists here: a trained model is loaded (from its
-    checkpoint's config) to evaluate on a machine without its data. `load_config`, and so `fit`, still check."""
-    token = _DATA_MUST_EXIST.set(False)
-    try:
-        yield
-    finally:
-        _DATA_MUST_EXIST.reset(token)
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    name: str = "sgd"  # sgd (Nesterov) | adamw
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4  # never applied to norms, biases or gate scalars
-    schedule: str = "cosine"  # cosine | onecycle | constant
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.0
-    gate_lr_scale: float = 1.0  # lr multiplier for the gate scalars γ_s, γ_r and λ's logit
-
-    def __post_init__(self):
-        _choose("name", self.name, ["sgd", "adamw"])
-        _choose("schedule", self.schedule, ["cosine", "onecycle", "constant"])
-        _require(self.lr > 0, "lr", self.lr, "> 0")
-        _require(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
-        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
-        _require(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, ">= 0")
-        _require(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "in [0, 1)")
-        _require(self.gate_lr_scale > 0, "gate_lr_scale", self.gate_lr_scale, "> 0")
-        _require(not (self.name == "sgd" and self.nesterov and self.momentum == 0), "momentum", self.momentum,
-                 "in (0, 1) with nesterov=true (Nesterov needs momentum), or set optim.nesterov=false")
-
-
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "auto")
-TEST_ON = ("final", "best_val")  # which weights the test split sees: the last epoch's, or the best validation's
-
-
-@dataclass(frozen=True)
-class TrainerConfig:
-    max_epochs: int = 30
-    accelerator: str = "auto"  # auto | cpu | gpu
-    # auto / null: the device's preset (`resolved`), which `canonical` writes into the config and so the run id
-    precision: str = "auto"
-    channels_last: bool | None = None
-    compile: bool | None = None
-    deterministic: bool = False
-    gate_log_every_n_steps: int = 50  # also the interval of every per-step log (train_loss_step)
-    nan_check_every_n_steps: int = 50  # a NaN/inf loss is looked for on the host this often, and at epoch end
-    progress_bar: bool = True
-    threads: int | None = None  # torch CPU threads; grids set it so parallel runs don't oversubscribe
-    test_on: str = "final"  # final | best_val
-    mask_telemetry: bool = True  # mask statistics on a fixed validation batch at every epoch end (telemetry.py)
-
-    def __post_init__(self):
-        _require(self.max_epochs >= 1, "max_epochs", self.max_epochs, ">= 1")
-        _require(self.gate_log_every_n_steps >= 1, "gate_log_every_n_steps", self.gate_log_every_n_steps, ">= 1")
-        _require(self.nan_check_every_n_steps >= 1, "nan_check_every_n_steps", self.nan_check_every_n_steps, ">= 1")
-        _require(self.threads is None or self.threads >= 1, "threads", self.threads, ">= 1 or null")
-        _choose("precision", self.precision, PRECISIONS)
-        _choose("accelerator", self.accelerator, ["auto", "cpu", "gpu", "cuda"])
-        _choose("test_on", self.test_on, TEST_ON)
-
-    def device(self) -> str:
-        """Where a run of this config trains here: `cuda` when a CUDA GPU is visible and allowed, else `cpu`."""
-        import torch
-
-        return "cuda" if self.accelerator != "cpu" and torch.cuda.is_available() else "cpu"
-
-    def resolved(self, device: str | None = None, bf16_cpu: bool | None = None) -> "TrainerConfig":
-        """These settings with `auto`/null made concrete for `device` (default: `self.device()`).
-
-        The presets are measured (benchmarks/train_throughput.py, results/benchmarks/):
-        - CUDA: bf16 autocast, channels_last and torch.compile, the fast path for these small nets.
-        - A CPU with native bf16 (AVX512-BF16 or AMX; `bf16_cpu`, default read from /proc/cpuinfo):
-          bf16 autocast and channels_last (1.5x fp32 eager on a 2-core Zen 4).
-        - Any other CPU: fp32 and channels_last (1.14x fp32 eager on a 2-core Zen 3, where emulated bf16
-          runs at a tenth of fp32's speed).
-        torch.compile stays off on CPUs: it does not pay back its warm-up within one run of the committed CPU
-        setup (100,000 training images): on the Zen 3, 1.16x channels_last eager after 81 s of compiling,
-        about 473 s of training against 455 s eager; on a Zen 4 (issue "CPU at its ceiling") 1.2x after ~55 s.
-        Values set explicitly are kept.
-        """
-        gpu = (device or self.device()) == "cuda"
-        bf16 = gpu or (cpu_has_bf16() if bf16_cpu is None else bf16_cpu)
-        return dataclasses.replace(
-            self, precision=("bf16-mixed" if bf16 else "32-true") if self.precision == "auto" else self.precision,
-            channels_last=True if self.channels_last is None else self.channels_last,
-            compile=gpu if self.compile is None else self.compile)
-
-
-def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16), read from its flags: without
-    them bf16 autocast is emulated, far slower than fp32."""
-    try:
-        flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split(":", 1)[1].split()))
-
-
-@dataclass(frozen=True)
-class WandbConfig:
-    project: str = "attnplace"
-    mode: str = "auto"  # auto: online only if the user has logged in (WANDB_API_KEY or netrc), else offline
-
-    def __post_init__(self):
-        _choose("mode", self.mode, ["auto", "online", "offline"])
-
+from .sections import DataConfig, ModelConfig, OptimConfig, TrainerConfig, WandbConfig, _choose, _require
 
 @dataclass(frozen=True)
 class Config:
@@ -318,16 +127,6 @@ def _resolve_gates(m: "ModelConfig") -> "ModelConfig":
     presets = {cls.preset_of: name for name, cls in PATTERNS.items() if getattr(cls, "preset_of", None)}
     pattern = presets.get((base, gate), base if gate != form else m.pattern)
     return dataclasses.replace(m, pattern=pattern, gate=gate, skip_gate=None)
-
-
-def _require(ok: bool, key: str, value, valid: str) -> None:
-    """Validators name the field; `from_dict` prefixes the section, so messages name the dotted key."""
-    if not ok:
-        raise UserError(f"{key}={value!r} is invalid; valid: {valid}")
-
-
-def _choose(key: str, value, choices) -> None:
-    _require(value in choices, key, value, ", ".join(map(str, choices)))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:

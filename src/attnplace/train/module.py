@@ -8,7 +8,8 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..models import build_model, gate_parameters, gate_values
-from .config import Config, data_may_be_absent
+from .config import Config
+from .sections import data_may_be_absent
 from .config_io import from_dict
 
 

@@ -21,7 +21,8 @@ import lightning as L
 from ..atomic import write_json
 from ..errors import UserError
 from ..models import gate_values
-from .config import Config, TrainerConfig
+from .config import Config
+from .sections import TrainerConfig
 
 
 def read_record(path: str | Path) -> dict | None:
