@@ -18,7 +18,7 @@ from .tables import metric_name
 
 GATE_TITLES = {"gamma_s": r"$\gamma_s$", "gamma_r": r"$\gamma_r$", "lambda": r"$\lambda$"}
 MASK_TITLES = {"channel_mean": "channel mask, mean", "spatial_mean": "spatial mask, mean",
-               "gain": "gain ‖A(t)‖/‖t‖ (1: passes t unchanged)"}
+               "gain": "gain ‖g(t)‖/‖t‖ of the gate (1: passes t unchanged)"}
 MODULE_STYLES = {"attn": "-", "attn_s": "--", "attn_r": ":"}
 LINESTYLES = ("-", "--", ":", "-.")
 
