@@ -6,7 +6,6 @@ prefixes the section) and what would be valid. `config.py` puts them together in
 import contextlib
 import contextvars
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +48,6 @@ class ModelConfig(BlockOptions):
             _choose("gate", self.gate, GATES.names())
         if self.skip_gate is not None:
             _choose("skip_gate", self.skip_gate, SKIP_GATES)
-        for key in ("lambda_init", "gamma_s_init", "gamma_r_init"):
-            _require(math.isfinite(getattr(self, key)), key, getattr(self, key), "a finite number")
         _require(0 <= self.lambda_init <= 1, "lambda_init", self.lambda_init, "a mixing weight in [0, 1]")
         if self.stages is not None:
             n = stage_count(self.backbone)
