@@ -43,6 +43,26 @@ def test_state_dict_keys_are_the_same_compiled_or_not():
     eager.load_state_dict(compiled.state_dict())
 
 
+def test_checkpoint_of_earlier_code_with_its_forward_fn_copy_loads(tmp_path):
+    """Code before in-place compiling registered the network twice, as `model` and `forward_fn`: such a
+    checkpoint resumes and loads with the copy dropped; a copy that is not the same tensor still fails."""
+    fit(small(tmp_path / "run", "trainer.max_epochs=1"))
+    path = tmp_path / "run" / "last.ckpt"
+    saved = torch.load(path, weights_only=False)
+    state = saved["state_dict"]
+    state.update({"forward_fn." + k.removeprefix("model."): v.clone() for k, v in list(state.items())})
+    torch.save(saved, path)
+    loaded = PlacementModule.load_from_checkpoint(path)
+    assert loaded.state_dict().keys() == {k for k in state if k.startswith("model.")}
+    trainer, _, restored = train(small(tmp_path / "run", "trainer.max_epochs=2"), ckpt_path=path)
+    assert restored.epoch == 1 and trainer.current_epoch == 2
+
+    state["forward_fn.stem.0.weight"] = state["forward_fn.stem.0.weight"] + 1
+    torch.save(saved, path)
+    with pytest.raises(RuntimeError, match="Unexpected key.*forward_fn.stem.0.weight"):
+        PlacementModule.load_from_checkpoint(path)
+
+
 class LoadedState(L.Callback):
     """The epoch and the weights a fit starts from, right after Lightning restored the checkpoint."""
 

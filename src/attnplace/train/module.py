@@ -57,6 +57,12 @@ class PlacementModule(L.LightningModule):
             self.model.compile()
             self._compiled = True
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Checkpoints saved before the network was compiled in place hold it twice: under `model.*` and, as
+        the very same tensors, under `forward_fn.*` (the attribute that held the maybe-compiled network).
+        Dropping the copy lets such a run resume or be evaluated; a copy that differs is left to fail."""
+        drop_copies(checkpoint["state_dict"], copy="forward_fn.", original="model.")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -131,6 +137,14 @@ class PlacementModule(L.LightningModule):
         else:
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(opt.schedule, warmup, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def drop_copies(state: dict, copy: str, original: str) -> None:
+    """Remove from `state` every `copy`-prefixed tensor equal to its `original`-prefixed twin."""
+    for key in [k for k in state if k.startswith(copy)]:
+        twin = state.get(original + key.removeprefix(copy))
+        if twin is not None and torch.equal(twin, state[key]):
+            del state[key]
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float, gate_lr_scale: float) -> list[dict]:
