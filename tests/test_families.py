@@ -156,6 +156,7 @@ EXPECTED = {
     "preact_resnet20": (network_params([16, 16, 32, 64], 3, basic_params, True), 0.27e6),
     "preact_resnet18": (network_params([64, 64, 128, 256, 512], 2, basic_params, True), None),
     "resnet20": (network_params([16, 16, 32, 64], 3, basic_params, False), 0.27e6),
+    "resnet29": (network_params([16, 64, 128, 256], 3, bottleneck_params, False), None),
 }
 
 
@@ -179,7 +180,7 @@ def test_resnet164_flops_match_the_published_figure():
 
 @pytest.mark.parametrize("backbone,block,blocks_per_stage", [
     ("resnet164", "bottleneck", 18), ("preact_resnet164", "preact_bottleneck", 18), ("preact_resnet20", "preact", 3),
-    ("preact_resnet18", "preact", 2), ("resnet20", "basic", 3)])
+    ("preact_resnet18", "preact", 2), ("resnet20", "basic", 3), ("resnet29", "bottleneck", 3)])
 def test_a_backbone_name_decides_its_family(backbone, block, blocks_per_stage):
     with torch.device("meta"):
         model = build_model(backbone, "p1")
