@@ -15,7 +15,7 @@ from attnplace.cli import main
 from attnplace.errors import UserError
 from attnplace.grid.plots import plot_accuracy, plot_pairs
 from attnplace.grid.records import load_records
-from attnplace.grid.report import caveats, write_report
+from attnplace.grid.report import build_report, caveats, write_report
 from attnplace.grid.spec import load_grid
 from attnplace.grid.summary import summarize
 from attnplace.grid.tables import format_markdown, format_summary
@@ -450,7 +450,7 @@ def test_a_grid_report_section_sets_the_baseline_and_metric(tmp_path, capsys):
 
 @pytest.mark.parametrize("section, message", [
     ({"baseline": "p1", "metrc": "val_acc"}, "unknown key 'report.metrc'; valid: report.baseline, report.metric, "
-                                             "report.equivalence_margin"),
+                                             "report.equivalence_margin, report.within"),
     ({"metric": "best_val_acc"}, "report.metric='best_val_acc' is invalid; valid: test_acc, val_acc"),
     ({"equivalence_margin": "wide"}, "report.equivalence_margin: expected float, got 'wide'"),
 ])
@@ -459,6 +459,38 @@ def test_a_bad_report_section_stops_the_grid_in_one_line(tmp_path, section, mess
     with pytest.raises(UserError) as err:
         load_grid(tmp_path / "g.yaml")
     assert str(err.value) == f"{tmp_path / 'g.yaml'}: {message}"
+
+
+GATED = {("none", None): [0.80, 0.81, 0.79, 0.80], ("p1", "mask"): [0.78, 0.80, 0.77, 0.79],
+         ("p2", "mask"): [0.70, 0.74, 0.69, 0.72], ("p1", "near_identity"): [0.81, 0.80, 0.80, 0.82],
+         ("p2", "near_identity"): [0.80, 0.82, 0.80, 0.81]}
+
+
+def test_within_runs_the_omnibus_test_again_for_each_gate_form(tmp_path, capsys):
+    recs = []
+    for (pattern, gate), accs in GATED.items():
+        for seed, acc in enumerate(accs):
+            rec = record(pattern, seed, acc, axes=("model.pattern", "seed"))
+            if gate:
+                rec["axes"]["model.gate"], rec["config"]["model"]["gate"] = gate, gate
+                rec["id"] += f"-{gate}"
+            recs.append(rec)
+    folder = write_runs(tmp_path, recs, {"seed": [0, 1, 2, 3], "model.pattern": ["none", "p1", "p2"],
+                                         "model.gate": ["mask", "near_identity"]})
+    report = write_report(folder, within=("model.gate",))
+    got = report.omnibus.set_index("within")
+    assert list(got.index) == ["", "model.gate=mask", "model.gate=near_identity"]
+    assert got.loc["", "k"] == 5
+    for gate in ("mask", "near_identity"):  # each form's variants with the shared baseline
+        chosen = [GATED["none", None], GATED["p1", gate], GATED["p2", gate]]
+        assert got.loc[f"model.gate={gate}", "k"] == 3
+        assert got.loc[f"model.gate={gate}", "friedman_chi2"] == pytest.approx(stats.friedmanchisquare(*chosen).statistic)
+    assert "model.gate=mask: do the 3 variants differ" in (folder / "summary.md").read_text()
+    with pytest.raises(UserError, match="report.within: 'model.attention' is not a placement axis of this report; "
+                                        "valid: model.pattern, model.gate"):
+        build_report(folder, within=("model.attention",))
+    assert main(["report", str(folder), "--within", "model.gate"]) == 0
+    assert "model.gate=near_identity: do the 3 variants differ" in capsys.readouterr().out
 
 
 def test_committed_grid_files_say_how_their_tables_read():

@@ -70,7 +70,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     report(args.results_dir, wandb=args.wandb, allow_mixed_environments=args.allow_mixed_environments,
-           baseline=args.baseline, metric=args.metric, equivalence_margin=args.equivalence_margin)
+           baseline=args.baseline, metric=args.metric, equivalence_margin=args.equivalence_margin,
+           within=tuple(args.within) if args.within else None)
     return 0
 
 
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the grid's report.metric, else test_acc)")
     p.add_argument("--equivalence-margin", type=float, metavar="PP",
                    help="TOST margin in percentage points (default: the grid's report.equivalence_margin, else 0.5)")
+    p.add_argument("--within", action="append", metavar="AXIS",
+                   help="a placement axis (e.g. model.gate): run the omnibus test again within each of its values, "
+                        "with the baseline; repeatable (default: the grid's report.within)")
     p.add_argument("--allow-mixed-environments", action="store_true",
                    help="report runs of different device types, precisions or compile settings together")
     p.set_defaults(func=cmd_report)

@@ -8,7 +8,8 @@
       seed: [0, 1, 2]
     exclude:
       - {model.pattern: p3, model.attention: coord}   # all keys must match; a list matches any of its values
-    report: {baseline: p1/se, metric: val_acc, equivalence_margin: 0.5}   # optional: how the table reads
+    report: {baseline: p1/se, metric: val_acc, equivalence_margin: 0.5,   # optional: how the table reads
+             within: [model.gate]}
 
 The product of the axes, minus excluded combinations, is the run list. Runs are canonicalised (see
 `config.canonical`), so e.g. the `none` baseline appears once per seed, not once per attention type.
@@ -41,6 +42,9 @@ class ReportSettings:
     baseline: str | None = None  # a variant label (or its placement part, for every group); None: pattern `none`
     metric: str = "test_acc"  # test_acc | val_acc
     equivalence_margin: float = 0.5  # percentage points: |Δ| below it counts as no difference (TOST)
+    # Placement axes (e.g. model.gate) within each of whose values the omnibus test runs again, on the variants
+    # with that value and their group's baseline: "which placement is best, for each gate form?"
+    within: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.metric not in REPORT_METRICS:

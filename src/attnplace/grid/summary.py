@@ -139,6 +139,25 @@ def pairs(runs: pd.DataFrame, settings: ReportSettings = ReportSettings()) -> pd
 
 
 def omnibus(runs: pd.DataFrame, settings: ReportSettings = ReportSettings()) -> pd.DataFrame:
-    """One row per group: does any of its variants differ (`stats.omnibus`: Friedman, RM-ANOVA)?"""
-    return pd.DataFrame([{"group": group.name, "metric": settings.metric, **stats.omnibus(group.acc)}
-                         for group in groups(runs, settings)])
+    """One row per group, and one per value of each `settings.within` axis in it (`within`: `axis=value`):
+    do any of its variants differ (`stats.omnibus`: Friedman, RM-ANOVA)?"""
+    return pd.DataFrame([{"group": group.name, "within": within, "metric": settings.metric, **stats.omnibus(acc)}
+                         for group in groups(runs, settings)
+                         for within, acc in [("", group.acc), *slices(group, settings.within)]])
+
+
+def slices(group: Group, axes: Iterable[str]) -> list[tuple[str, pd.DataFrame]]:
+    """Per value of each of `axes` (placement axes) among the group's variants: `axis=value` and the
+    accuracies of the variants with that value, the group's baseline first. A name that is no placement
+    axis of the report is a UserError."""
+    out = []
+    for axis in axes:
+        if axis not in PLACEMENT or axis not in group.variants:
+            present = [a for a in group.variants.columns if a in PLACEMENT]
+            raise UserError(f"report.within: {axis!r} is not a placement axis of this report; "
+                            f"valid: {', '.join(present) or 'none (its grid has no placement axis)'}")
+        others = group.variants[~group.variants["baseline"]]
+        for value in others[axis].dropna().unique():
+            names = [*([group.baseline] if group.baseline else []), *others.loc[others[axis].eq(value), "variant"]]
+            out.append((f"{axis}={value}", group.acc.loc[names]))
+    return out

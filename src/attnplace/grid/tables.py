@@ -151,10 +151,12 @@ def _pair_cell(pair) -> str:
 
 
 def omnibus_lines(omnibus: pd.DataFrame) -> list[str]:
-    """One line per group: Friedman's test and the repeated-measures ANOVA on the complete seeds."""
+    """One line per group (and per `within` slice of it): Friedman's test and the repeated-measures ANOVA on
+    the complete seeds."""
     lines = []
     for row in omnibus.itertuples():
-        where = f"{row.group}: " if row.group else ""
+        where = ", ".join(part for part in (row.group, getattr(row, "within", "")) if part)
+        where = f"{where}: " if where else ""
         if isna(row.friedman_chi2) and isna(row.anova_f):
             lines.append(f"{where}no omnibus test: it needs 2 variants and 2 seeds that every variant completed "
                          f"({row.k} variants, {row.n_seeds} such seeds).")
