@@ -25,7 +25,7 @@ from torchvision import transforms
 
 from attnplace.data import load_dataset
 from attnplace.data.augment import crop_flip
-from attnplace.data.loader import BatchLoader
+from attnplace.data.batches import BatchLoader
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared/data/cifar10-jpeg.tar.gz"
 

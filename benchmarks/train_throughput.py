@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from attnplace.data import AttnDataModule
-from attnplace.data.loader import BatchLoader
+from attnplace.data.batches import BatchLoader
 from attnplace.models import build_model
 from attnplace.train.config import Config, load_config
 from attnplace.train.fit import make_datamodule, make_trainer

@@ -18,10 +18,10 @@ import torch
 from PIL import Image
 
 from attnplace.data import AUGMENTS, AttnDataModule, load_dataset
-from attnplace.data import cifar
+from attnplace.data.readers import cifar
 from attnplace.data.augment import crop_and_flip, crop_flip, normalizer
-from attnplace.data.loader import BatchLoader
-from attnplace.data.partition import carve
+from attnplace.data.batches import BatchLoader
+from attnplace.data.subsets import carve
 from attnplace.errors import UserError
 
 from conftest import SHARED_AT_START, SHARED_TARBALL, shared_folder_state

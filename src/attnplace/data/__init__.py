@@ -7,7 +7,7 @@
 from .augment import AUGMENTS
 from .datamodule import AttnDataModule
 from .load import load_dataset
-from .sources import DATASETS
+from .readers import DATASETS
 from .splits import Splits
 
 __all__ = ["AUGMENTS", "AttnDataModule", "DATASETS", "Splits", "load_dataset"]

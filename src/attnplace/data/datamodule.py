@@ -7,10 +7,10 @@ import torch
 
 from ..errors import UserError, choices_error
 from .augment import AUGMENTS
+from .batches import BatchLoader
 from .load import load_dataset, prepare_dataset
-from .loader import BatchLoader
-from .partition import carve
-from .sources import DATASETS
+from .readers import DATASETS
+from .subsets import carve
 
 
 class AttnDataModule(L.LightningDataModule):

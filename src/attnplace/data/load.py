@@ -3,8 +3,7 @@
 from pathlib import Path
 
 from . import cache
-from . import cifar, idx, imagefolder, synthetic  # noqa: F401  (registration)
-from .sources import DATASETS, Source
+from .readers import DATASETS, Source
 from .splits import Splits
 
 

@@ -16,9 +16,9 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.io import decode_jpeg
 
-from ..errors import UserError
-from .sources import DATASETS, Source, file_digest, require_path, stat_digest
-from .splits import Splits
+from ...errors import UserError
+from ..splits import Splits
+from .registry import DATASETS, Source, file_digest, require_path, stat_digest
 
 SPLITS = ("train", "val", "test")
 LAYOUT = "a folder or .tar(.gz) with train/<class>/<image> and test/<class>/<image> (optionally val/), " \

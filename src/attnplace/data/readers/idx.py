@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
-from .sources import DATASETS, Source, file_digest, require_path
-from .splits import Splits
+from ...errors import UserError
+from ..splits import Splits
+from .registry import DATASETS, Source, file_digest, require_path
 
 DEBIAN_PATH = Path("/usr/share/datasets/fashion-mnist")
 STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

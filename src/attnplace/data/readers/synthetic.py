@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError, choices_error
-from .sources import DATASETS, Source
-from .splits import Splits
+from ...errors import UserError, choices_error
+from ..splits import Splits
+from .registry import DATASETS, Source
 
 DEFAULTS = {"num_train": 1000, "num_test": 200, "num_classes": 10, "image_size": 32, "channels": 3, "seed": 0}
 

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torchvision.datasets.utils import download_and_extract_archive
 
-from ..errors import UserError
-from .sources import DATASETS, Source, file_digest
-from .splits import Splits
+from ...errors import UserError
+from ..splits import Splits
+from .registry import DATASETS, Source, file_digest
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
-from ..registry import Registry
-from .splits import Splits
+from ...errors import UserError
+from ...registry import Registry
+from ..splits import Splits
 
 DATASETS: Registry[Callable[..., "Source"]] = Registry("dataset")
 
