@@ -229,3 +229,27 @@ def test_committed_results_are_their_grid_files_runs_all_recorded(results, monke
         assert "completed" in statuses and set(statuses) <= {"completed", "new", "running"}
     else:
         assert statuses == ["completed"] * len(grid.runs)
+
+
+def test_a_payload_runs_in_the_grids_folder_with_its_relative_data_path(tmp_path, monkeypatch):
+    """What a Ray worker on another node does: it starts in some other folder, and the run's relative
+    data path and run folder still mean what they meant where the grid started."""
+    from attnplace.grid.worker import run_payload
+    from attnplace.train.config import load_config
+    from test_data import image_tree, write_tree
+
+    write_tree(tmp_path / "grid" / "images", image_tree(classes=("ant", "bee"), per_class=6, size=(8, 8)))
+    monkeypatch.chdir(tmp_path / "grid")
+    monkeypatch.setenv("ATTNPLACE_CACHE", str(tmp_path / "cache"))
+    config = load_config(None, ["data.name=imagefolder", "data.path=images", "data.val_size=4", "data.batch_size=4",
+                                "trainer.max_epochs=1", "trainer.progress_bar=false", "optim.warmup_epochs=0",
+                                "run_dir=out/run"])
+    payload = {"config": config.to_dict(), "grid": "g", "axes": {}, "cwd": str(tmp_path / "grid")}
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert run_payload(payload)["status"] == "completed"
+    assert (tmp_path / "grid" / "out" / "run" / "record.json").exists()
+
+    gone = run_payload({**payload, "cwd": str(tmp_path / "gone")})
+    assert (gone["id"], gone["status"], gone["user_error"]) == ("run", "failed", True)
+    assert gone["error"].startswith(f"the grid's folder {tmp_path / 'gone'} does not exist on ")

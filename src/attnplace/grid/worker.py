@@ -48,13 +48,13 @@ def run_payload(payload: dict) -> dict:
     """
     from ..train.fit import fit
 
-    config = from_dict(Config, payload["config"])
-    try:
+    try:  # before the config is read: reading it checks that its (maybe relative) data path exists
         os.chdir(payload.get("cwd", "."))  # payloads written before grids recorded their folder: "."
     except OSError:
-        return {"id": config.run_id, "status": "failed", "metrics": {}, "user_error": True,
+        return {"id": Path(payload["config"]["run_dir"]).name, "status": "failed", "metrics": {}, "user_error": True,
                 "error": f"the grid's folder {payload['cwd']} does not exist on {socket.gethostname()}; start "
                          f"the grid from a folder every node mounts at the same path"}
+    config = from_dict(Config, payload["config"])
     run_dir = config.resolved_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     user_error = False
