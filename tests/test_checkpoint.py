@@ -5,6 +5,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 
 import lightning as L
 import pytest
@@ -122,6 +123,31 @@ def test_trained_model_loads_and_evaluates_without_its_data(tmp_path, monkeypatc
     assert main(["fit", *overrides, f"run_dir={tmp_path / 'again'}"]) == 2  # training still needs the data
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"data.path='{data}' is invalid; valid: an existing imagefolder" in err
+
+
+class CtrlC(L.Callback):
+    def on_train_epoch_end(self, trainer, module):
+        if trainer.current_epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_ends_the_process_and_leaves_the_run_to_resume(tmp_path, monkeypatch):
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # Lightning would ignore SIGINT from then on
+    make = fit_module.make_trainer
+
+    def pressing_ctrl_c(*args):
+        trainer = make(*args)
+        trainer.callbacks.insert(0, CtrlC())  # before the recorder: epoch 1 ends unrecorded, as on a real Ctrl-C
+        return trainer
+
+    monkeypatch.setattr(fit_module, "make_trainer", pressing_ctrl_c)
+    with pytest.raises(SystemExit):
+        fit(small(tmp_path / "run", "trainer.max_epochs=3"))
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert record["status"] == "running" and [h["epoch"] for h in record["history"]] == [0]
+    monkeypatch.setattr(fit_module, "make_trainer", make)
+    again = fit(small(tmp_path / "run", "trainer.max_epochs=3"))
+    assert again["status"] == "completed" and [s["from_epoch"] for s in again["sessions"]] == [0, 1]
 
 
 class Killed(BaseException):

@@ -79,9 +79,9 @@ def train(trainer: L.Trainer, module: PlacementModule, data: AttnDataModule, rec
     """Fit from where the run left off, test, and record how it ended."""
     checkpoint = resume_checkpoint(run_dir, recorder)
     try:
+        # Ctrl-C: Lightning ends the process (SystemExit, which no `except` below takes), so the record stays
+        # `running` and the same command resumes the run.
         trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
-        if trainer.interrupted:  # Ctrl-C: leave the record `running`, so the same command resumes it
-            raise KeyboardInterrupt
         best = run_dir / "best.ckpt" if best_val else None
         tested = trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)[0]
         recorder.add_metrics(final_metrics(recorder.history, tested, best is not None))
