@@ -16,7 +16,7 @@ BACKBONES = ["flat", "resnet20", "resnet32", "resnet56", "resnet110", "resnet18"
 
 def test_registries_hold_the_required_names():
     assert set(PATTERN_NAMES) == set(PATTERNS.names())
-    family_backbones = {"resnet164", "preact_resnet20", "preact_resnet164", "preact_resnet18"}  # test_families.py
+    family_backbones = {"resnet29", "resnet164", "preact_resnet20", "preact_resnet164", "preact_resnet18"}  # test_families.py
     assert set(BACKBONES) | family_backbones == set(attnplace.BACKBONES.names())
     assert set(REQUIRED_ATTENTION + ["gc", "ge", "ese", "lcbam"]) <= set(ATTENTION.names())
 
