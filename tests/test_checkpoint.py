@@ -142,11 +142,11 @@ def test_ctrl_c_ends_the_process_and_leaves_the_run_to_resume(tmp_path, monkeypa
 
     monkeypatch.setattr(fit_module, "make_trainer", pressing_ctrl_c)
     with pytest.raises(SystemExit):
-        fit(small(tmp_path / "run", "trainer.max_epochs=3"))
+        fit(small(tmp_path / "run"))
     record = json.loads((tmp_path / "run" / "record.json").read_text())
     assert record["status"] == "running" and [h["epoch"] for h in record["history"]] == [0]
     monkeypatch.setattr(fit_module, "make_trainer", make)
-    again = fit(small(tmp_path / "run", "trainer.max_epochs=3"))
+    again = fit(small(tmp_path / "run"))
     assert again["status"] == "completed" and [s["from_epoch"] for s in again["sessions"]] == [0, 1]
 
 
