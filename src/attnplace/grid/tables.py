@@ -155,7 +155,7 @@ def omnibus_lines(omnibus: pd.DataFrame) -> list[str]:
     the complete seeds."""
     lines = []
     for row in omnibus.itertuples():
-        where = ", ".join(part for part in (row.group, getattr(row, "within", "")) if part)
+        where = ", ".join(part for part in (row.group, row.within) if part)
         where = f"{where}: " if where else ""
         if isna(row.friedman_chi2) and isna(row.anova_f):
             lines.append(f"{where}no omnibus test: it needs 2 variants and 2 seeds that every variant completed "
