@@ -24,7 +24,7 @@ def grid_results(tmp_path, monkeypatch):
 
 
 def test_report_wandb_logs_the_summary_run(grid_results, capsys):
-    assert main(["report", str(grid_results), "--wandb"]) == 0
+    assert main(["report", str(grid_results), "--wandb", "--factorial", "model.pattern"]) == 0
     assert "W&B summary run:" in capsys.readouterr().out
     records = list(wandb_records(grid_results))
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
@@ -33,8 +33,10 @@ def test_report_wandb_logs_the_summary_run(grid_results, capsys):
     for item in (i for r in records if r.WhichOneof("record_type") == "history" for i in r.history.item):
         if len(item.nested_key) == 2:
             logged.setdefault(item.nested_key[0], {})[item.nested_key[1]] = json.loads(item.value_json)
-    assert {logged[name]["_type"] for name in ("summary", "pairs", "omnibus", "masks_mean")} == {"table-file"}
-    assert {logged[name]["_type"] for name in ("accuracy", "pairs_matrix", "gates", "masks")} == {"image-file"}
+    assert {logged[name]["_type"] for name in ("summary", "pairs", "omnibus", "factorial", "masks_mean")} == \
+        {"table-file"}
+    assert {logged[name]["_type"] for name in ("accuracy", "pairs_matrix", "factorial_interaction", "gates", "masks")} == \
+        {"image-file"}
     files = next(grid_results.glob("wandb/offline-run-*/files"))
     summary = json.loads((files / logged["summary"]["path"]).read_text())
     variants = [row[summary["columns"].index("variant")] for row in summary["data"]]

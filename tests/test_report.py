@@ -450,7 +450,7 @@ def test_a_grid_report_section_sets_the_baseline_and_metric(tmp_path, capsys):
 
 @pytest.mark.parametrize("section, message", [
     ({"baseline": "p1", "metrc": "val_acc"}, "unknown key 'report.metrc'; valid: report.baseline, report.metric, "
-                                             "report.equivalence_margin, report.within"),
+                                             "report.equivalence_margin, report.within, report.factorial"),
     ({"metric": "best_val_acc"}, "report.metric='best_val_acc' is invalid; valid: test_acc, val_acc"),
     ({"equivalence_margin": "wide"}, "report.equivalence_margin: expected float, got 'wide'"),
 ])
@@ -466,7 +466,8 @@ GATED = {("none", None): [0.80, 0.81, 0.79, 0.80], ("p1", "mask"): [0.78, 0.80, 
          ("p2", "near_identity"): [0.80, 0.82, 0.80, 0.81]}
 
 
-def test_within_runs_the_omnibus_test_again_for_each_gate_form(tmp_path, capsys):
+def gated_runs(tmp_path, leave_out=()):
+    """A results folder of GATED's runs, 4 seeds each, but the (pattern, gate) variants in `leave_out`."""
     recs = []
     for (pattern, gate), accs in GATED.items():
         for seed, acc in enumerate(accs):
@@ -474,9 +475,14 @@ def test_within_runs_the_omnibus_test_again_for_each_gate_form(tmp_path, capsys)
             if gate:
                 rec["axes"]["model.gate"], rec["config"]["model"]["gate"] = gate, gate
                 rec["id"] += f"-{gate}"
-            recs.append(rec)
-    folder = write_runs(tmp_path, recs, {"seed": [0, 1, 2, 3], "model.pattern": ["none", "p1", "p2"],
-                                         "model.gate": ["mask", "near_identity"]})
+            if (pattern, gate) not in leave_out:
+                recs.append(rec)
+    return write_runs(tmp_path, recs, {"seed": [0, 1, 2, 3], "model.pattern": ["none", "p1", "p2"],
+                                       "model.gate": ["mask", "near_identity"]})
+
+
+def test_within_runs_the_omnibus_test_again_for_each_gate_form(tmp_path, capsys):
+    folder = gated_runs(tmp_path)
     report = write_report(folder, within=("model.gate",))
     got = report.omnibus.set_index("within")
     assert list(got.index) == ["", "model.gate=mask", "model.gate=near_identity"]
@@ -493,12 +499,53 @@ def test_within_runs_the_omnibus_test_again_for_each_gate_form(tmp_path, capsys)
     assert "model.gate=near_identity: do the 3 variants differ" in capsys.readouterr().out
 
 
+def test_factorial_separates_the_placement_from_the_gate_form(tmp_path, capsys):
+    folder = gated_runs(tmp_path)
+    report = write_report(folder, factorial=("model.pattern", "model.gate"))
+    got = pd.read_csv(folder / "factorial.csv").set_index("effect")
+    assert list(got.index) == ["model.pattern", "model.gate", "model.pattern × model.gate"]
+    assert got["k"].eq(4).all() and got["n_seeds"].eq(4).all() and got["metric"].eq("test_acc").all()
+    # A 2 × 2 by hand: each effect is a paired t-test, F = t² (the baseline `none` is no cell).
+    cells = {key: np.array(accs) for key, accs in GATED.items() if key[1]}
+    mask = (cells["p1", "mask"] + cells["p2", "mask"]) / 2
+    near = (cells["p1", "near_identity"] + cells["p2", "near_identity"]) / 2
+    p1 = (cells["p1", "mask"] + cells["p1", "near_identity"]) / 2
+    p2 = (cells["p2", "mask"] + cells["p2", "near_identity"]) / 2
+    both = (cells["p1", "mask"] - cells["p1", "near_identity"]) - (cells["p2", "mask"] - cells["p2", "near_identity"])
+    for effect, t in (("model.gate", stats.ttest_rel(near, mask)), ("model.pattern", stats.ttest_rel(p1, p2)),
+                      ("model.pattern × model.gate", stats.ttest_1samp(both, 0))):
+        assert (got.loc[effect, "anova_f"], got.loc[effect, "anova_p"]) == \
+            (pytest.approx(t.statistic**2), pytest.approx(t.pvalue)), effect
+    text = (folder / "summary.md").read_text()
+    assert "## model.pattern × model.gate (factorial.csv, factorial.png)" in text
+    assert f"  - main effect of model.gate: F(1, 3) = {got.loc['model.gate', 'anova_f']:.2f}" in text
+    assert (folder / "factorial.png").read_bytes().startswith(b"\x89PNG") and len(report.factorial) == 3
+    assert main(["report", str(folder), "--factorial", "model.pattern", "--factorial", "model.gate"]) == 0
+    assert "interaction model.pattern × model.gate: F(1, 3)" in capsys.readouterr().out
+
+
+def test_factorial_axes_must_be_placement_axes_that_cross(tmp_path):
+    folder = gated_runs(tmp_path, leave_out=[("p2", "near_identity")])
+    with pytest.raises(UserError, match="report.factorial: model.pattern × model.gate do not cross in this grid: "
+                                        "no variant has p2/near_identity; valid: axes whose every combination was run"):
+        build_report(folder, factorial=("model.pattern", "model.gate"))
+    with pytest.raises(UserError, match="report.factorial: 'model.attention' is not a placement axis of this report"):
+        build_report(folder, factorial=("model.pattern", "model.attention"))
+    with pytest.raises(UserError, match="report.factorial: p1/gate=mask, p1/gate=near_identity share their "
+                                        "model.pattern values"):
+        build_report(folder, factorial=("model.pattern",))
+    assert build_report(folder).factorial.empty and not (folder / "factorial.csv").exists()
+
+
 def test_committed_grid_files_say_how_their_tables_read():
     experiments = Path(__file__).resolve().parents[1] / "experiments"
     for name in ("gate_init", "gate_lr_cpu", "stage_placement"):
         assert yaml.safe_load((experiments / f"{name}.yaml").read_text())["report"]["metric"] == "val_acc", name
     assert yaml.safe_load((experiments / "gate_lr_cpu.yaml").read_text())["report"]["baseline"] == \
         "p3c/gate_lr_scale=1"
+    where_and_how = load_grid(experiments / "where_and_how_cpu.yaml")  # its report section is valid, too
+    assert yaml.safe_load((experiments / "where_and_how_cpu.yaml").read_text())["report"] == \
+        {"within": ["model.gate"], "factorial": ["model.pattern", "model.gate"]} and len(where_and_how.runs) == 45
 
 
 # ---------------------------------------------------------------- masks

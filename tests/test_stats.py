@@ -1,11 +1,11 @@
-"""The statistics against hand computations: t intervals, paired and Welch comparisons, effect sizes, Holm,
-TOST, power, Friedman, the repeated-measures ANOVA, ranks and wins."""
+"""The statistics of pairs against hand computations: t intervals, paired and Welch comparisons, effect sizes,
+Holm, TOST, power, all pairs and a baseline's family."""
 
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
+from record_fixtures import ACC
 from scipy import stats as scipy_stats
 
 from attnplace.grid import stats
@@ -117,63 +117,7 @@ def test_detectable_difference_and_seeds_needed_by_hand():
     assert math.isnan(stats.detectable_difference(0.0, 5)) and math.isnan(stats.seeds_needed(0.01, 0.0))
 
 
-# ---------------------------------------------------------------- all variants of a group
-
-
-# variant × seed. Ranks per seed (1 = best): s0 a b c; s1 b a c; s2 a = c (1.5 each), b; s3 a b c.
-ACC = pd.DataFrame([[0.90, 0.91, 0.92, 0.93], [0.88, 0.92, 0.90, 0.91], [0.85, 0.86, 0.92, 0.89]],
-                   index=["a", "b", "c"], columns=[0, 1, 2, 3])
-
-
-def test_friedman_by_hand():
-    # R = (5.5, 8, 10.5): 12/(4·3·4)·(5.5² + 8² + 10.5²) − 3·4·4 = 51.125 − 48 = 3.125, divided by the
-    # tie correction 1 − (2³ − 2)/(4·(3³ − 3)) = 0.9375: 3.3333; for 2 df, p = exp(−χ²/2).
-    result = stats.friedman(ACC)
-    assert result["friedman_chi2"] == pytest.approx(3.125 / 0.9375)
-    assert (result["friedman_df"], result["friedman_p"]) == (2, pytest.approx(math.exp(-3.125 / 0.9375 / 2)))
-    assert result["friedman_chi2"] == pytest.approx(scipy_stats.friedmanchisquare(*ACC.to_numpy()).statistic)
-
-
-def test_omnibus_uses_the_seeds_every_variant_completed():
-    acc = ACC.assign(**{"4": [0.5, np.nan, 0.5]}).reindex(["a", "b", "c", "none-completed"])
-    result = stats.omnibus(acc)
-    assert (result["k"], result["n_seeds"]) == (3, 4)  # seed 4 lacks b; a variant without runs is left out
-    assert result["friedman_chi2"] == pytest.approx(stats.friedman(ACC)["friedman_chi2"])
-    assert math.isnan(stats.omnibus(ACC[[0]])["friedman_p"])  # one complete seed: nothing to test
-
-
-def test_repeated_measures_anova_by_hand():
-    # Means: variants 2, 5, 5; seeds 2, 4, 6; grand 4. SS_v = 3·(4+1+1) = 18, SS_s = 3·(4+0+4) = 24,
-    # SS_tot = 48, SS_e = 6: F = (18/2)/(6/4) = 6 on (2, 4) df, p = (1 + 2F/4)^(−2) = 1/16.
-    table = pd.DataFrame([[1, 2, 3], [3, 4, 8], [2, 6, 7]], dtype=float)
-    result = stats.rm_anova(table)
-    assert (result["anova_f"], result["anova_df1"], result["anova_df2"]) == (pytest.approx(6), 2, 4)
-    assert result["anova_p"] == pytest.approx(1 / 16)
-    assert result["gg_epsilon"] == pytest.approx(1)  # residuals ±1 in every variant: sphericity holds
-    # With two variants it is the paired t-test: F = t², ε = 1, the same p.
-    t = scipy_stats.ttest_rel(ACC.loc["a"], ACC.loc["b"])
-    two = stats.rm_anova(ACC.loc[["a", "b"]])
-    assert (two["anova_f"], two["gg_epsilon"]) == (pytest.approx(t.statistic**2), pytest.approx(1))
-    assert two["anova_p_gg"] == pytest.approx(t.pvalue)
-
-
-def test_greenhouse_geisser_epsilon_from_orthonormal_contrasts():
-    """ε = (Σλ)²/((k−1)Σλ²), λ the eigenvalues of Cᵀ·Σ·C with C orthonormal contrasts (Helmert)."""
-    table = pd.DataFrame([[0.90, 0.91, 0.93, 0.92, 0.95], [0.80, 0.91, 0.85, 0.97, 0.90],
-                          [0.88, 0.90, 0.91, 0.89, 0.92]])
-    helmert = np.array([[1, 1], [-1, 1], [0, -2]]) / np.array([math.sqrt(2), math.sqrt(6)])
-    eigen = np.linalg.eigvalsh(helmert.T @ np.cov(table.to_numpy()) @ helmert)
-    epsilon = eigen.sum() ** 2 / (2 * (eigen**2).sum())
-    result = stats.rm_anova(table)
-    assert result["gg_epsilon"] == pytest.approx(epsilon) and 0.5 <= epsilon < 0.9
-    assert result["anova_p_gg"] == pytest.approx(scipy_stats.f.sf(result["anova_f"], 2 * epsilon, 8 * epsilon))
-
-
-def test_mean_ranks_and_wins_split_ties():
-    out = stats.ranks(ACC.reindex(["a", "b", "c", "no-runs"]))
-    assert out.loc[["a", "b", "c"], "mean_rank"].tolist() == pytest.approx([5.5 / 4, 2, 10.5 / 4])
-    assert out.loc[["a", "b", "c"], "wins"].tolist() == pytest.approx([2.5, 1, 0.5])  # s2: a and c share
-    assert out.loc["no-runs"].isna().all()
+# ---------------------------------------------------------------- every pair of a group
 
 
 def test_pairwise_compares_every_pair_with_holm_over_all_of_them():

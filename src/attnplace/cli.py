@@ -71,21 +71,23 @@ def cmd_grid(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     report(args.results_dir, wandb=args.wandb, allow_mixed_environments=args.allow_mixed_environments,
            baseline=args.baseline, metric=args.metric, equivalence_margin=args.equivalence_margin,
-           within=tuple(args.within) if args.within else None)
+           within=tuple(args.within) if args.within else None,
+           factorial=tuple(args.factorial) if args.factorial else None)
     return 0
 
 
 def report(results_dir, wandb: bool = False, allow_mixed_environments: bool = False, **settings) -> None:
-    """Write the tables and plots, print the summary table, the omnibus tests and what could not be read;
-    with `wandb`, also log them as the grid's W&B summary run. `settings` override grid.json's `report:`."""
+    """Write the tables and plots, print the summary table, the omnibus (and factorial) tests and what could
+    not be read; with `wandb`, also log them as the grid's W&B summary run. `settings` override grid.json's
+    `report:`."""
     from .grid.report import write_report
-    from .grid.tables import format_summary, omnibus_lines
+    from .grid.tables import factorial_lines, format_summary, omnibus_lines
 
     result = write_report(results_dir, allow_mixed_environments, **settings)
     for problem in result.problems:
         print(f"skipped: {problem}", file=sys.stderr)
     print(format_summary(result.summary))
-    for line in result.caveats + result.notes + omnibus_lines(result.omnibus):
+    for line in result.caveats + result.notes + omnibus_lines(result.omnibus) + factorial_lines(result.factorial):
         print(line)
     print(f"tables and plots: {', '.join(sorted(Path(p).name for p in result.written))} in {results_dir}")
     if wandb:
@@ -146,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--within", action="append", metavar="AXIS",
                    help="a placement axis (e.g. model.gate): run the omnibus test again within each of its values, "
                         "with the baseline; repeatable (default: the grid's report.within)")
+    p.add_argument("--factorial", action="append", metavar="AXIS",
+                   help="placement axes that cross (e.g. --factorial model.pattern --factorial model.gate): a "
+                        "factorial repeated-measures ANOVA of their main effects and interaction "
+                        "(default: the grid's report.factorial)")
     p.add_argument("--allow-mixed-environments", action="store_true",
                    help="report runs of different device types, precisions or compile settings together")
     p.set_defaults(func=cmd_report)

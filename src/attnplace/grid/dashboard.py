@@ -3,10 +3,10 @@
 A grid's training runs each log their curves; what the user came for is the comparison. This logs the
 report into the same W&B project and group as those runs, as one run with job_type `summary`:
 the summary table (the columns of summary.csv, one row per variant), every pair (pairs.csv), the
-omnibus tests per group, the per-run table, the mean gate and mask trajectories, and the plots
-accuracy.png, pairs.png (as `pairs_matrix`), gates.png and masks.png (those written). Offline unless
-the user has logged in to W&B, like the training runs; `wandb sync <results_dir>/wandb/offline-run-*`
-uploads it later.
+omnibus tests per group, the factorial ANOVA (when asked for), the per-run table, the mean gate and mask
+trajectories, and the plots accuracy.png, pairs.png (as `pairs_matrix`), factorial.png (as
+`factorial_interaction`), gates.png and masks.png (those written). Offline unless the user has logged in
+to W&B, like the training runs; `wandb sync <results_dir>/wandb/offline-run-*` uploads it later.
 """
 
 import dataclasses
@@ -18,7 +18,8 @@ import pandas as pd
 from .report import Report
 
 RUN_COLUMNS = ["variant", "seed", "status", "test_acc", "val_acc", "params", "flops", "train_images_per_s", "id"]
-PLOTS = {"accuracy": "accuracy", "pairs": "pairs_matrix", "gates": "gates", "masks": "masks"}  # file -> W&B key
+PLOTS = {"accuracy": "accuracy", "pairs": "pairs_matrix", "factorial": "factorial_interaction", "gates": "gates",
+         "masks": "masks"}  # file -> W&B key
 
 
 def _wandb_settings(report: Report) -> tuple[str, str, str]:
@@ -53,6 +54,8 @@ def log_summary_run(report: Report, results_dir: str | Path) -> str:
              for name, key in PLOTS.items() if (results_dir / f"{name}.png").exists()}
     tables = {"summary": report.summary, "pairs": report.pairs, "omnibus": report.omnibus,
               "runs": report.runs[RUN_COLUMNS], "gates_mean": report.gates_mean}
+    if len(report.factorial):
+        tables["factorial"] = report.factorial
     if len(report.masks_mean):
         tables["masks_mean"] = report.masks_mean
     run.log({**{name: _table(frame) for name, frame in tables.items()}, **media})

@@ -1,4 +1,5 @@
-"""Result plots: accuracy per variant, the all-pairs matrix, and gate and mask trajectories.
+"""Result plots: accuracy per variant, the all-pairs matrix, the factorial's interaction plot, and gate and
+mask trajectories.
 
 Figures are built with `matplotlib.figure.Figure` directly, not pyplot: no global figure
 registry to leak from a long grid process, no GUI backend, and safe off the main thread.
@@ -132,6 +133,33 @@ def _pair_matrix(pairs: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.
         delta[i, j], delta[j, i] = 100 * pair.diff, -100 * pair.diff
         significant[i, j] = significant[j, i] = pair.verdict == "different"
     return delta, significant
+
+
+def plot_factorial(summary: pd.DataFrame, factors: tuple[str, ...]) -> Figure:
+    """Per group, the interaction plot of a factorial: the mean metric (%, 95% CI) over the first factor's
+    values, one line per combination of the others, and the baseline's mean as a dashed line. Parallel lines:
+    no interaction; a gap between them: the other factors' main effect."""
+    groups = [(group, rows) for group, rows in summary.groupby("group", sort=False)]
+    fig = Figure(figsize=(5.5 * len(groups), 4), layout="constrained")
+    for ax, (group, rows) in zip(fig.subplots(1, len(groups), squeeze=False)[0], groups):
+        cells = rows[~rows["baseline"].astype(bool) & (rows["n"] > 0)]
+        levels = list(dict.fromkeys(cells[factors[0]]))
+        lines = cells.groupby([*factors[1:]], sort=False) if len(factors) > 1 else [((), cells)]
+        for i, (key, line) in enumerate(lines):
+            x = np.array([levels.index(v) for v in line[factors[0]]]) + 0.06 * (i - 0.5)  # offset: bars stay apart
+            mean = 100 * line["acc_mean"]
+            err = [(mean - 100 * line["ci_low"].clip(0, 1)).fillna(0), (100 * line["ci_high"].clip(0, 1) - mean).fillna(0)]
+            name = ", ".join(f"{f.split('.')[-1]}={v}" for f, v in zip(factors[1:], np.atleast_1d(key)))
+            ax.errorbar(x, mean, yerr=err, fmt="o", ls=LINESTYLES[i % len(LINESTYLES)], capsize=3, label=name or None)
+        if rows["baseline"].astype(bool).any():
+            ax.axhline(100 * rows["baseline_acc_mean"].iloc[0], color="tab:red", ls="--", lw=1, label="baseline")
+        ax.set_xticks(range(len(levels)), levels)
+        ax.set_xlabel(factors[0])
+        ax.set_ylabel(f"{metric_name(summary)} (%): mean and 95% CI")
+        ax.set_title(group or " × ".join(factors), fontsize="medium")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    return fig
 
 
 def plot_masks(masks_mean: pd.DataFrame) -> Figure | None:

@@ -1,7 +1,7 @@
 """The report of one experiment: `build_report` computes every table, `write_report` writes its files.
 
-The files are summary.{csv,md,tex} (the markdown document with its caveats), pairs.csv, gates and masks
-and the plots. `records.py` decides which runs form the experiment (and `mixing.py` refuses mixtures),
+The files are summary.{csv,md,tex} (the markdown document with its caveats), pairs.csv, factorial.csv
+(when the report asks for one), gates and masks and the plots. `records.py` decides which runs form the experiment (and `mixing.py` refuses mixtures),
 `summary.py` builds the statistics frames on the formulas of `stats.py`, `trajectories.py` the gate and
 mask trajectories, `tables.py` and `plots.py` the presentation; this module puts them together.
 """
@@ -17,11 +17,11 @@ from ..atomic import atomic_write
 from ..errors import UserError
 from .calls import describe_calls, read_calls
 from .mixing import environment_differences
-from .plots import plot_accuracy, plot_gates, plot_masks, plot_pairs, png_bytes
+from .plots import plot_accuracy, plot_factorial, plot_gates, plot_masks, plot_pairs, png_bytes
 from .records import load
 from .spec import REPORT_METRICS, ReportSettings, report_settings
-from .summary import EPOCH_OF, omnibus, pairs, summarize
-from .tables import format_latex, format_markdown, format_pairs_markdown, omnibus_lines
+from .summary import EPOCH_OF, factorial, omnibus, pairs, summarize
+from .tables import factorial_lines, format_latex, format_markdown, format_pairs_markdown, omnibus_lines
 from .trajectories import gate_frames, mask_frames
 
 SMALL_N = 3  # below this many seeds a t interval is too wide to say much
@@ -87,6 +87,7 @@ class Report:
     summary: pd.DataFrame
     pairs: pd.DataFrame
     omnibus: pd.DataFrame
+    factorial: pd.DataFrame  # empty unless the settings name factorial axes
     gates: pd.DataFrame
     gates_mean: pd.DataFrame
     masks: pd.DataFrame
@@ -101,9 +102,9 @@ def build_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
     """Every table of a results dir, computed and not written.
 
     The settings are grid.json's `report:` section with `overrides` (`baseline`, `metric`,
-    `equivalence_margin`; None keeps the section's) on top. Raises UserError if nothing is readable, the
-    runs mix experiments or (unless allowed) environments, the baseline is no variant, or no completed run
-    has the metric.
+    `equivalence_margin`, `within`, `factorial`; None keeps the section's) on top. Raises UserError if nothing is readable, the
+    runs mix experiments or (unless allowed) environments, the baseline is no variant, no completed run
+    has the metric, or the `within`/`factorial` axes are no placement axes (or do not cross).
     """
     results_dir = Path(results_dir)
     loaded = load(results_dir, allow_mixed_environments)
@@ -115,7 +116,7 @@ def build_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
                         f"valid metrics: {', '.join(REPORT_METRICS)}")
     summary = summarize(loaded.runs, settings)
     return Report(loaded.records, loaded.runs, settings, summary, pairs(loaded.runs, settings),
-                  omnibus(loaded.runs, settings), *gate_frames(loaded.records, loaded.runs),
+                  omnibus(loaded.runs, settings), factorial(loaded.runs, settings), *gate_frames(loaded.records, loaded.runs),
                   *mask_frames(loaded.records, loaded.runs), caveats(summary, loaded.runs), loaded.problems,
                   loaded.notes)
 
@@ -136,6 +137,10 @@ def _markdown_document(results_dir: Path, report: Report) -> str:
     parts += ["", "## Every variant against every other (pairs.csv, pairs.png)", "",
               *(f"- {line}" for line in omnibus_lines(report.omnibus)), "",
               format_pairs_markdown(report.pairs, report.summary, margin)]
+    if len(report.factorial):
+        parts += ["", f"## {' × '.join(report.settings.factorial)} (factorial.csv, factorial.png)", "",
+                  *(f"{'  ' if line.startswith('  ') else ''}- {line.strip()}"  # indented: one effect
+                    for line in factorial_lines(report.factorial))]
     if calls := describe_calls(read_calls(results_dir)):
         parts += ["", "## How these results were made (calls.jsonl)", "", *(f"- {line}" for line in calls)]
     if report.problems:
@@ -145,7 +150,8 @@ def _markdown_document(results_dir: Path, report: Report) -> str:
 
 def write_report(results_dir: str | os.PathLike, allow_mixed_environments: bool = False, **overrides) -> Report:
     """`build_report`, then write summary.{csv,md,tex}, pairs.csv, gates{,_mean}.csv, masks.csv and the plots
-    accuracy.png, pairs.png, gates.png and masks.png; the last two are skipped when no run recorded any."""
+    accuracy.png, pairs.png, gates.png and masks.png; the last two are skipped when no run recorded any.
+    A factorial adds factorial.csv and its interaction plot factorial.png."""
     results_dir = Path(results_dir)
     report = build_report(results_dir, allow_mixed_environments, **overrides)
     files = {  # name -> content; text is UTF-8 (± and Δ in the tables)
@@ -158,6 +164,9 @@ def write_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
         "accuracy.png": png_bytes(plot_accuracy(report.summary, report.runs)),
         "pairs.png": png_bytes(plot_pairs(report.pairs, report.summary)),
     }
+    if len(report.factorial):
+        files["factorial.csv"] = report.factorial.to_csv(index=False)
+        files["factorial.png"] = png_bytes(plot_factorial(report.summary, report.settings.factorial))
     if len(report.gates_mean):
         files["gates.png"] = png_bytes(plot_gates(report.gates_mean))
     if len(report.masks):

@@ -9,7 +9,7 @@
     exclude:
       - {model.pattern: p3, model.attention: coord}   # all keys must match; a list matches any of its values
     report: {baseline: p1/se, metric: val_acc, equivalence_margin: 0.5,   # optional: how the table reads
-             within: [model.gate]}
+             within: [model.gate], factorial: [model.pattern, model.gate]}
 
 The product of the axes, minus excluded combinations, is the run list. Runs are canonicalised (see
 `config.canonical`), so e.g. the `none` baseline appears once per seed, not once per attention type.
@@ -45,6 +45,10 @@ class ReportSettings:
     # Placement axes (e.g. model.gate) within each of whose values the omnibus test runs again, on the variants
     # with that value and their group's baseline: "which placement is best, for each gate form?"
     within: tuple[str, ...] = ()
+    # Placement axes that cross (every combination of their values was run), e.g. model.pattern and
+    # model.gate: a factorial repeated-measures ANOVA over the variants other than the baseline separates
+    # each axis's main effect from their interaction: "is it where the attention sits, or how it is gated?"
+    factorial: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.metric not in REPORT_METRICS:

@@ -1,7 +1,8 @@
-"""The statistics behind every results table: pure functions of accuracies, no files and no formatting.
+"""The statistics of one variant and of pairs of variants: pure functions of accuracies, no files, no formatting.
 
 A report's numbers come from one frame `acc`: variant × seed → accuracy (a fraction), NaN where a run is
-missing or failed, rows in the report's order. Every statistic is a function of that frame or its rows.
+missing or failed, rows in the report's order. Every statistic is a function of that frame or its rows;
+those of all variants of a group at once (omnibus tests, ranks, the factorial ANOVA) are in `anova.py`.
 
 One variant's n runs:  mean, sample std s, 95% CI  mean ± t₀.₉₇₅,ₙ₋₁·s/√n.
 Two variants a, b, paired on the k seeds both completed, dᵢ = aᵢ − bᵢ (k ≥ 2):
@@ -18,16 +19,6 @@ Power of the paired t-test (two-sided α = 0.05) against a true difference δ, f
     difference δ needs is the least k whose power reaches 0.8, both with s_d the observed SD of the
     differences (a planning figure for the next grid, not a post-hoc power of this one).
 Holm's step-down correction over m comparisons: sort p ascending, p_holm(i) = max_{j ≤ i} min(1, (m − j + 1)·p(j)).
-All variants of a group at once, on the n seeds every one of the k variants completed (the blocks):
-    Friedman: rank each seed's k accuracies (1 = best, ties averaged), R_j = variant j's rank sum,
-        χ²_F = [12/(n·k·(k + 1))·Σⱼ R_j² − 3·n·(k + 1)] / C,  C = 1 − Σ_ties (t³ − t) / (n·(k³ − k)),
-        p = P(χ²_{k−1} > χ²_F). It assumes nothing about the spread, which differs between placements
-        (p2 varies 4× as much as the plain block), but with few seeds it cannot reach small p.
-    Repeated-measures ANOVA beside it: SS_v = n·Σⱼ (x̄ⱼ − x̄)², SS_s = k·Σᵢ (x̄ᵢ − x̄)², SS_e = SS_tot − SS_v − SS_s,
-        F = [SS_v/(k − 1)] / [SS_e/((k − 1)(n − 1))], its p on ε(k − 1) and ε(k − 1)(n − 1) df with
-        Greenhouse–Geisser's ε = tr(S)² / ((k − 1)·tr(S²)), S the double-centred k × k covariance over
-        seeds, which corrects for the unequal spreads (ε = 1: sphericity holds).
-    mean rank (1 = best) and wins: on each seed the best variant wins 1, t variants tied best 1/t each.
 Undefined quantities (n < 2, zero spread) are NaN, never a guess.
 """
 
@@ -230,63 +221,3 @@ def pairwise(acc: pd.DataFrame, margin: float) -> pd.DataFrame:
     frame.insert(0, "a", [a for a, _ in pairs])
     frame.insert(1, "b", [b for _, b in pairs])
     return frame
-
-
-# ---------------------------------------------------------------- all variants of a group at once
-
-
-def blocks(acc: pd.DataFrame) -> pd.DataFrame:
-    """The variants with any completed run × the seeds every one of them completed."""
-    return acc.dropna(how="all").dropna(axis="columns")
-
-
-def friedman(table: pd.DataFrame) -> dict:
-    """Friedman's χ² and p over `table` (variants × complete seeds), with the tie correction (module docstring)."""
-    k, n = table.shape
-    if k < 2 or n < 2:
-        return {"friedman_chi2": NAN, "friedman_df": NAN, "friedman_p": NAN}
-    ranks = table.rank(axis=0, ascending=False)  # within each seed, 1 = best; ties share the mean rank
-    ties = sum(float(t**3 - t) for seed in table for t in table[seed].value_counts())
-    correction = 1 - ties / (n * (k**3 - k))
-    chi2 = (12 / (n * k * (k + 1)) * float((ranks.sum(axis=1) ** 2).sum()) - 3 * n * (k + 1)) / correction \
-        if correction > 0 else NAN
-    return {"friedman_chi2": chi2, "friedman_df": k - 1, "friedman_p": float(stats.chi2.sf(chi2, k - 1))}
-
-
-def rm_anova(table: pd.DataFrame) -> dict:
-    """Repeated-measures ANOVA over `table` (variants × complete seeds), with Greenhouse–Geisser's ε."""
-    k, n = table.shape
-    x = table.to_numpy(dtype=float)
-    blank = {"anova_f": NAN, "anova_df1": NAN, "anova_df2": NAN, "anova_p": NAN, "gg_epsilon": NAN, "anova_p_gg": NAN}
-    if k < 2 or n < 2:
-        return blank
-    grand = x.mean()
-    ss_variants = n * float(((x.mean(axis=1) - grand) ** 2).sum())
-    ss_seeds = k * float(((x.mean(axis=0) - grand) ** 2).sum())
-    ss_error = float(((x - grand) ** 2).sum()) - ss_variants - ss_seeds
-    df1, df2 = k - 1, (k - 1) * (n - 1)
-    if ss_error <= 0:
-        return blank
-    f = (ss_variants / df1) / (ss_error / df2)
-    centring = np.eye(k) - 1 / k
-    s = centring @ np.cov(x) @ centring
-    epsilon = float(np.trace(s) ** 2 / ((k - 1) * np.trace(s @ s)))
-    return {"anova_f": f, "anova_df1": df1, "anova_df2": df2, "anova_p": float(stats.f.sf(f, df1, df2)),
-            "gg_epsilon": epsilon, "anova_p_gg": float(stats.f.sf(f, epsilon * df1, epsilon * df2))}
-
-
-def omnibus(acc: pd.DataFrame) -> dict:
-    """Does any variant of the group differ? k variants, n complete seeds, Friedman and the RM-ANOVA."""
-    table = blocks(acc)
-    return {"k": table.shape[0], "n_seeds": table.shape[1], **friedman(table), **rm_anova(table)}
-
-
-def ranks(acc: pd.DataFrame) -> pd.DataFrame:
-    """Per variant, on the complete seeds: mean rank (1 = best) and wins (ties split); NaN outside them."""
-    table = blocks(acc)
-    best = table.eq(table.max(axis=0), axis=1)
-    out = pd.DataFrame({"mean_rank": table.rank(axis=0, ascending=False).mean(axis=1),
-                        "wins": (best / best.sum(axis=0)).sum(axis=1)}, index=table.index)
-    if table.shape[1] == 0:
-        out[:] = NAN
-    return out.reindex(acc.index)

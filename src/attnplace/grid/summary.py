@@ -1,9 +1,9 @@
 """The statistics frames of one experiment, pure pandas on the runs frame: per variant, every pair, per group.
 
-Apart from the files (`report.py`) and the formulas (`stats.py`): `summarize`, `pairs` and `omnibus`
-only shape one frame, variant × seed → the report's metric (`accuracies`), cut into groups, the variants
+Apart from the files (`report.py`) and the formulas (`stats.py`, `anova.py`): `summarize`, `pairs`,
+`omnibus` and `factorial` only shape one frame, variant × seed → the report's metric (`accuracies`), cut into groups, the variants
 that share every non-placement axis and so are compared with each other and with their baseline
-(`groups`), and hand each group to `stats`.
+(`groups`), and hand each group to `stats` or `anova`.
 """
 
 from collections.abc import Iterable
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..errors import UserError
-from . import stats
+from . import anova, stats
 from .runs import BASELINE, PATTERN, PLACEMENT, axis_columns, label, placement_label, variant_keys
 from .spec import ReportSettings
 
@@ -98,7 +98,7 @@ def summarize(runs: pd.DataFrame, settings: ReportSettings = ReportSettings()) -
         described = pd.DataFrame([stats.describe(row.dropna()) for _, row in group.acc.iterrows()],
                                  index=group.acc.index)
         compared = stats.against(group.acc, group.baseline, margin)
-        parts.append(pd.concat([group.variants.set_index("variant"), described, compared, stats.ranks(group.acc)],
+        parts.append(pd.concat([group.variants.set_index("variant"), described, compared, anova.ranks(group.acc)],
                                axis=1))
     summary = pd.concat(parts).join(_run_facts(runs, settings.metric)).rename_axis("variant").reset_index()
     summary["metric"] = settings.metric
@@ -140,22 +140,56 @@ def pairs(runs: pd.DataFrame, settings: ReportSettings = ReportSettings()) -> pd
 
 def omnibus(runs: pd.DataFrame, settings: ReportSettings = ReportSettings()) -> pd.DataFrame:
     """One row per group, and one per value of each `settings.within` axis in it (`within`: `axis=value`):
-    do any of its variants differ (`stats.omnibus`: Friedman, RM-ANOVA)?"""
-    return pd.DataFrame([{"group": group.name, "within": within, "metric": settings.metric, **stats.omnibus(acc)}
+    do any of its variants differ (`anova.omnibus`: Friedman, RM-ANOVA)?"""
+    return pd.DataFrame([{"group": group.name, "within": within, "metric": settings.metric, **anova.omnibus(acc)}
                          for group in groups(runs, settings)
                          for within, acc in [("", group.acc), *slices(group, settings.within)]])
+
+
+def factorial(runs: pd.DataFrame, settings: ReportSettings = ReportSettings()) -> pd.DataFrame:
+    """Per group, the factorial repeated-measures ANOVA of its variants other than the baseline over the
+    `settings.factorial` axes (`anova.factorial`): one row per main effect and interaction, with the group
+    and metric named. Empty when no factorial was asked for."""
+    if not settings.factorial:
+        return pd.DataFrame()
+    frames = [anova.factorial(_cells(group, settings.factorial), settings.factorial)
+              .assign(group=group.name, metric=settings.metric) for group in groups(runs, settings)]
+    frame = pd.concat(frames, ignore_index=True)
+    return frame[["group", *frame.columns.drop("group")]]
+
+
+def _cells(group: Group, factors: tuple[str, ...]) -> pd.DataFrame:
+    """The accuracies of the group's non-baseline variants indexed by their values of `factors`, which must
+    cross: each combination of their values is one variant. Anything else is a UserError that says why."""
+    _check_placement_axes(group, factors, "report.factorial")
+    others = group.variants[~group.variants["baseline"]]
+    keys = pd.MultiIndex.from_frame(others[list(factors)].astype(str))
+    if keys.has_duplicates:
+        twice = others.loc[keys.duplicated(keep=False), "variant"]
+        raise UserError(f"report.factorial: {', '.join(twice)} share their {' × '.join(factors)} values; "
+                        f"valid: the placement axes whose values tell every variant apart")
+    missing = pd.MultiIndex.from_product(keys.levels).difference(keys)
+    if len(missing):
+        raise UserError(f"report.factorial: {' × '.join(factors)} do not cross in this grid: no variant has "
+                        f"{'; '.join('/'.join(m) for m in missing)}; valid: axes whose every combination was run")
+    return group.acc.loc[others["variant"]].set_axis(keys)
+
+
+def _check_placement_axes(group: Group, axes: Iterable[str], key: str) -> None:
+    present = [a for a in group.variants.columns if a in PLACEMENT]
+    for axis in axes:
+        if axis not in present:
+            raise UserError(f"{key}: {axis!r} is not a placement axis of this report; "
+                            f"valid: {', '.join(present) or 'none (its grid has no placement axis)'}")
 
 
 def slices(group: Group, axes: Iterable[str]) -> list[tuple[str, pd.DataFrame]]:
     """Per value of each of `axes` (placement axes) among the group's variants: `axis=value` and the
     accuracies of the variants with that value, the group's baseline first. A name that is no placement
     axis of the report is a UserError."""
+    _check_placement_axes(group, axes, "report.within")
     out = []
     for axis in axes:
-        if axis not in PLACEMENT or axis not in group.variants:
-            present = [a for a in group.variants.columns if a in PLACEMENT]
-            raise UserError(f"report.within: {axis!r} is not a placement axis of this report; "
-                            f"valid: {', '.join(present) or 'none (its grid has no placement axis)'}")
         others = group.variants[~group.variants["baseline"]]
         for value in others[axis].dropna().unique():
             names = [*([group.baseline] if group.baseline else []), *others.loc[others[axis].eq(value), "variant"]]

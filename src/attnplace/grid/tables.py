@@ -169,3 +169,24 @@ def omnibus_lines(omnibus: pd.DataFrame) -> list[str]:
         lines.append(f"{where}do the {row.k} variants differ, on the {row.n_seeds} seeds every one completed? "
                      f"{friedman}{anova}.")
     return lines
+
+
+def factorial_lines(factorial: pd.DataFrame) -> list[str]:
+    """Per group, the factorial repeated-measures ANOVA: a line naming its cells and seeds, then one per effect
+    (indented); none when no factorial was asked for."""
+    lines = []
+    for group, rows in (factorial.groupby("group", sort=False) if len(factorial) else []):
+        first = rows.iloc[0]
+        where = f"{group}: " if group else ""
+        if rows["anova_f"].isna().all():
+            lines.append(f"{where}no factorial test: it needs 2 seeds that all {first.k} cells completed, and "
+                         f"spread between them ({first.n_seeds} such seeds).")
+            continue
+        lines.append(f"{where}factorial repeated-measures ANOVA over {first.k} cells (the baseline left out), on "
+                     f"the {first.n_seeds} seeds every cell completed:")
+        for row in rows.itertuples():
+            kind = "interaction" if " × " in row.effect else "main effect of"
+            lines.append(f"  {kind} {row.effect}: F({row.anova_df1:.0f}, {row.anova_df2:.0f}) = {row.anova_f:.2f}, "
+                         f"{_p_is(row.anova_p)}; Greenhouse–Geisser ε = {row.gg_epsilon:.2f}, {_p_is(row.anova_p_gg)}; "
+                         f"partial η² = {row.partial_eta2:.2f}.")
+    return lines
