@@ -234,3 +234,19 @@ def test_unwritable_run_folder_is_one_line_and_leaves_the_record(tmp_path, monke
     record = json.loads((tmp_path / "record.json").read_text())
     assert record["status"] == "completed" and comparable(record["history"]) == comparable(uninterrupted["history"])
     assert record["sessions"][-1]["from_epoch"] == 1
+
+
+def test_a_grid_worker_reports_an_unwritable_run_folder_and_the_cause_its_grid_shares(tmp_path, monkeypatch):
+    """The worker's result names this run's folder; its cause names the folder's parent, where the grid's other
+    run folders are, so that the grid sees its runs fail on one disk."""
+    from attnplace.grid.worker import run_payload
+
+    run_dir = tmp_path / "runs" / "a"
+    config = load_config(None, [*SMALL, f"run_dir={run_dir}"])
+    err = OSError(errno.EROFS, os.strerror(errno.EROFS))
+    monkeypatch.setattr(record_module, "write_json", fail_at_second_call(record_module.write_json, err))
+    monkeypatch.chdir(tmp_path)  # the worker moves to the payload's cwd; the test's own is restored after
+    result = run_payload({"config": config.to_dict(), "grid": "g", "axes": {}, "cwd": str(tmp_path)})
+    assert (result["status"], result["user_error"]) == ("running", True)  # the record as last written
+    assert result["error"] == f"cannot write the run folder {run_dir}: {err.strerror}"
+    assert result["cause"] == f"cannot write the run folders in {tmp_path / 'runs'}: {err.strerror}"

@@ -133,6 +133,37 @@ def test_setup_error_stops_the_grid_with_one_line(tmp_path, capsys, workers_star
     assert (call["to_run"], call["completed"], call["failed"]) == (3, 0, 2)
 
 
+def test_an_unwritable_run_folder_stops_the_grid_with_one_line(tmp_path, capsys):
+    """`runs` is a file, so no run folder can be made (a read-only or full disk fails the same way, and so for
+    root too): the grid stops before its first run with one line naming the folder, and its call is recorded."""
+    path = write_grid(tmp_path, {"model.pattern": ["none", "p1"]}, name="nodisk")
+    (tmp_path / "out" / "nodisk").mkdir(parents=True)
+    (tmp_path / "out" / "nodisk" / "runs").write_text("not a folder")
+    first = load_grid(path).runs[0].config.resolved_run_dir()
+    assert main(["grid", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"attnplace: error: cannot write the run folder {first}: Not a directory\n"
+    (call,) = read_calls(tmp_path / "out" / "nodisk")
+    assert call["outcome"] == f"stopped: cannot write the run folder {first}: Not a directory"
+    (tmp_path / "out" / "elsewhere").write_text("not a folder either")
+    grid = write_grid(tmp_path, {"model.pattern": ["none"]}, name="elsewhere")
+    assert main(["grid", str(grid)]) == 2
+    assert capsys.readouterr().err == (f"attnplace: error: cannot write the results folder "
+                                       f"{tmp_path / 'out' / 'elsewhere'}: File exists\n")
+
+
+def test_runs_that_fail_on_one_cause_stop_the_grid_though_their_messages_differ():
+    """Each run's unwritable folder has its own message, but one cause: the disk under them."""
+    folders = [{"id": i, "status": "running", "user_error": True, "error": f"cannot write the run folder runs/{i}: "
+                "No space left on device", "cause": "cannot write the run folders in runs: No space left on device"}
+               for i in "ab"]
+    assert runner.shared_user_error(folders) == "cannot write the run folders in runs: No space left on device"
+    assert runner.shared_user_error([folders[0], {**folders[1], "cause": "another"}]) is None
+    old = [{"status": "failed", "user_error": True, "error": "data missing"}] * 2  # workers before causes
+    assert runner.shared_user_error(old) == "data missing"
+    assert runner.shared_user_error([old[0], {**old[1], "user_error": False}]) is None
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """A tiny grid run straight through, locally, its 3 runs one after another in one worker process: the

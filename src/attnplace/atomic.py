@@ -1,10 +1,14 @@
-"""Atomic file writes: a reader (or a killed process) sees the old file or the new one, never half of one."""
+"""Atomic file writes: a reader (or a killed process) sees the old file or the new one, never half of one;
+and a folder that cannot be written, which is the user's to fix, as one line."""
 
+import contextlib
 import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from .errors import UserError
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -29,3 +33,16 @@ def write_json(path: str | Path, obj) -> Path:
 
 def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+@contextlib.contextmanager
+def folder_errors(folder: Path, what: str = "run folder"):
+    """An OSError inside (a full, read-only or unwritable disk) becomes a UserError naming `folder` and the
+    OS error. Its `cause` names the disk's place, `folder`'s parent, not the folder: a grid whose run
+    folders all fail on it sees one cause."""
+    try:
+        yield
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise UserError(f"cannot write the {what} {folder}: {reason}",
+                        cause=f"cannot write the {what}s in {folder.parent}: {reason}") from None

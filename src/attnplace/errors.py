@@ -6,7 +6,15 @@ The CLI prints it without a traceback; everything else is a bug and keeps its tr
 
 
 class UserError(ValueError):
-    """A mistake in user input (a name, a config value, a file), reported as one line."""
+    """A mistake in user input (a name, a config value, a file), reported as one line.
+
+    `cause` is what the runs of a grid that hit the same mistake have in common, by which the grid sees that
+    all its runs would fail alike: the whole line, unless the line names one run (its folder, say).
+    """
+
+    def __init__(self, message: str, cause: str | None = None):
+        super().__init__(message)
+        self.cause = cause or message
 
 
 def choices_error(what: str, given: object, valid) -> UserError:

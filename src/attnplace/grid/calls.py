@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..atomic import write_text
+from ..atomic import folder_errors, write_text
 from ..errors import UserError
 from ..train.record import cpu_model, error_line, now
 
@@ -42,7 +42,8 @@ def recorded_call(results_dir: Path, command: str | None, launcher: str, workers
         call.update(ended=now(), wall_s=round(time.perf_counter() - start, 1), outcome=outcome)
         path = results_dir / CALLS
         earlier = path.read_text(encoding="utf-8") if path.exists() else ""
-        write_text(path, earlier + json.dumps(call) + "\n")
+        with folder_errors(results_dir, "results folder"):  # a full disk: one line, not a traceback
+            write_text(path, earlier + json.dumps(call) + "\n")
 
 
 def device(launcher: str, address: str | None) -> str:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..atomic import write_json
+from ..atomic import folder_errors, write_json
 from ..errors import UserError
 from ..train.record import read_record
 from .calls import recorded_call
@@ -136,7 +136,8 @@ class Worker:
 
     def train(self, run: GridRun, grid: Grid, threads: int) -> None:
         run_dir = run.config.resolved_run_dir()
-        spec = write_json(run_dir / "payload.json", make_payload(run, grid, threads))
+        with folder_errors(run_dir):  # a full or read-only disk stops the grid with one line
+            spec = write_json(run_dir / "payload.json", make_payload(run, grid, threads))
         self.run = run
         self.proc.stdin.write(f"{spec}\n")
         self.proc.stdin.flush()
@@ -199,8 +200,9 @@ def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_fai
     When the first runs to finish all failed on the same `UserError` (missing data, say), every other run
     would too: the grid stops its workers, starts no more runs and raises that error.
     """
-    grid.results_dir.mkdir(parents=True, exist_ok=True)
-    write_json(grid.results_dir / "grid.json", grid.describe())
+    with folder_errors(grid.results_dir, "results folder"):
+        grid.results_dir.mkdir(parents=True, exist_ok=True)
+        write_json(grid.results_dir / "grid.json", grid.describe())
     todo = plan(grid, retry_failed)
     echo(f"grid {grid.name}: {len(grid.runs)} runs, {len(grid.runs) - len(todo)} already recorded, "
          f"{len(todo)} to run ({launcher}, {workers} at once) -> {grid.results_dir}")
@@ -240,9 +242,11 @@ def follow(results: Iterator[dict], total: int, workers: int, echo, errors: dict
 
 
 def shared_user_error(results: list[dict]) -> str | None:
-    """The error, when every one of `results` failed on the same `UserError`."""
-    errors = {r.get("error") for r in results}
-    return errors.pop() if len(errors) == 1 and all(r.get("user_error") for r in results) else None
+    """The cause, when every one of `results` failed on a `UserError` of the same cause (a run folder that
+    cannot be written names its run, but the cause, the disk, is shared); results of workers from before
+    causes were reported compare their errors."""
+    causes = {r.get("cause") or r.get("error") for r in results}
+    return causes.pop() if len(causes) == 1 and all(r.get("user_error") for r in results) else None
 
 
 def write_status(grid: Grid, errors: dict[str, str]) -> list[str]:
@@ -252,5 +256,6 @@ def write_status(grid: Grid, errors: dict[str, str]) -> list[str]:
     for run in grid.runs:
         record = run_record(run)
         status[run.id] = {"status": record.get("status", "new"), "error": record.get("error") or errors.get(run.id)}
-    write_json(grid.results_dir / "status.json", status)
+    with folder_errors(grid.results_dir, "results folder"):  # runs even as a full disk stops the grid
+        write_json(grid.results_dir / "status.json", status)
     return [s["status"] for s in status.values()]

@@ -41,7 +41,7 @@ def make_payload(run: GridRun, grid: Grid, threads: int) -> dict:
 def run_payload(payload: dict) -> dict:
     """Train the run described by `payload` ({"config", "grid", "axes", "cwd"}); return its id, status, error
     and metrics, and `user_error`: whether it failed on a `UserError` (e.g. missing data), which the grid's
-    other runs are likely to repeat.
+    other runs are likely to repeat, with that error's `cause` (what they would share).
 
     Relative paths in the config (the data, the output folder) mean what they meant where the grid was
     started, so the run works in the grid's folder `cwd`: a Ray worker on another node starts elsewhere.
@@ -65,11 +65,13 @@ def run_payload(payload: dict) -> dict:
             return {"id": config.run_id, "status": "busy", "error": "another process is training this run"}
         try:
             record = fit(config, grid=payload["grid"], axes=payload["axes"])
+            error, cause = record.get("error"), None
         except Exception as err:  # fit has recorded it as failed; the traceback goes to this run's log
-            record = read_record(run_dir / "record.json") or {"status": "failed", "error": error_line(err)}
-            user_error = isinstance(err, UserError)
+            # From the exception, not the record: a run folder that cannot be written keeps its last record.
+            record = read_record(run_dir / "record.json") or {"status": "failed"}
+            error, user_error, cause = error_line(err), isinstance(err, UserError), getattr(err, "cause", None)
             traceback.print_exc()
-    return {"id": config.run_id, "status": record.get("status"), "error": record.get("error"),
+    return {"id": config.run_id, "status": record.get("status"), "error": error, "cause": cause,
             "metrics": record.get("metrics", {}), "user_error": user_error}
 
 

@@ -1,6 +1,5 @@
 """Train one variant end to end: data, model, loggers, checkpoints, resume, and the run record."""
 
-import contextlib
 import os
 import re
 import sys
@@ -12,6 +11,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
+from ..atomic import folder_errors
 from ..data import AttnDataModule
 from ..errors import UserError
 from ..models import count_flops, count_params, gate_values
@@ -30,7 +30,10 @@ def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) ->
     if previous and previous.get("status") == "completed":
         return previous
     check_accelerator(config)
-    with run_folder_errors(run_dir):
+    # A run folder that cannot be written ends the run with one line. That is no failure of the run's own, so
+    # no record is written over the last one, which stays whole (every write is atomic), as does every
+    # completed record; once the folder can be written, the same command resumes the run.
+    with folder_errors(run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
         if config.trainer.threads:
             torch.set_num_threads(config.trainer.threads)
@@ -48,18 +51,6 @@ def check_accelerator(config: Config) -> None:
     if config.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise UserError(f"trainer.accelerator={config.trainer.accelerator!r} but no CUDA GPU is visible; "
                         f"valid here: auto, cpu")
-
-
-@contextlib.contextmanager
-def run_folder_errors(run_dir: Path):
-    """A run folder that cannot be written (a full, read-only or unwritable disk) ends the run with one line
-    that names it and the OS error. That is no failure of the run's own, so no record is written over the
-    last one, which stays whole (every write is atomic), as does every completed record; once the folder
-    can be written, the same command resumes the run."""
-    try:
-        yield
-    except OSError as err:
-        raise UserError(f"cannot write the run folder {run_dir}: {err.strerror or err}") from None
 
 
 def setup(config: Config, recorder: RunRecorder) -> tuple[AttnDataModule, PlacementModule]:
@@ -87,7 +78,7 @@ def train(trainer: L.Trainer, module: PlacementModule, data: AttnDataModule, rec
         recorder.add_metrics(final_metrics(recorder.history, tested, best is not None))
     except DivergedError as err:
         return recorder.write("failed", error=str(err), failed_epoch=trainer.current_epoch)
-    except OSError:  # the run folder: `run_folder_errors` says so, and the record stays as last written
+    except OSError:  # the run folder: `folder_errors` says so, and the record stays as last written
         raise
     except Exception as err:
         recorder.write("failed", error=error_line(err), failed_epoch=trainer.current_epoch)
