@@ -10,7 +10,7 @@ from record_fixtures import ACC
 from scipy import stats as scipy_stats
 from statsmodels.stats.anova import AnovaRM
 
-from attnplace.grid import anova
+from attnplace.report import anova
 
 
 def test_friedman_by_hand():

@@ -10,8 +10,8 @@ from record_fixtures import environment, record, write_raw, write_runs
 
 from attnplace.cli import main
 from attnplace.errors import UserError
-from attnplace.grid.records import load_records
-from attnplace.grid.report import write_report
+from attnplace.report.build import write_report
+from attnplace.report.records import load_records
 
 
 def test_load_records_skips_bad_files_and_reports_them(results):

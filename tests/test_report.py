@@ -13,13 +13,13 @@ from scipy import stats
 
 from attnplace.cli import main
 from attnplace.errors import UserError
-from attnplace.grid.plots import plot_accuracy, plot_pairs
-from attnplace.grid.records import load_records
-from attnplace.grid.report import build_report, caveats, write_report
 from attnplace.grid.spec import load_grid
-from attnplace.grid.summary import summarize
-from attnplace.grid.tables import format_markdown, format_summary
-from attnplace.grid.trajectories import gate_trajectories, mask_trajectories
+from attnplace.report.build import build_report, caveats, write_report
+from attnplace.report.plots import plot_accuracy, plot_pairs
+from attnplace.report.records import load_records
+from attnplace.report.summary import summarize
+from attnplace.report.tables import format_markdown, format_summary
+from attnplace.report.trajectories import gate_trajectories, mask_trajectories
 
 T975_DF2 = 4.302653  # t_{0.975, 2} from a table: the 95% CI multiplier for n = 3
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_results.ipynb"

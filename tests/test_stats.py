@@ -8,7 +8,7 @@ import pytest
 from record_fixtures import ACC
 from scipy import stats as scipy_stats
 
-from attnplace.grid import stats
+from attnplace.report import stats
 
 # Quantiles from a printed t table, so the tests do not check scipy against itself.
 T975 = {1: 12.7062, 2: 4.302653, 3: 3.182446, 4: 2.776445}

@@ -291,7 +291,7 @@ def test_diverged_run_stops_at_the_epoch_end_check_before_any_checkpoint(tmp_pat
 def test_package_imports_and_fits_without_wandb_and_ray(tmp_path):
     """A bare GPU machine may lack the optional loggers and launchers: a CSV-logged fit must not need them."""
     script = ("import sys; sys.modules['wandb'] = None; sys.modules['ray'] = None\n"
-              "import attnplace.cli, attnplace.grid.runner, attnplace.grid.worker, attnplace.grid.report\n"
+              "import attnplace.cli, attnplace.grid.runner, attnplace.grid.worker, attnplace.report.build\n"
               "from attnplace.cli import main\n"
               f"sys.exit(main(['fit', *{TINY!r}, 'trainer.max_epochs=1', 'run_dir={tmp_path}']))\n")
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)

@@ -3,7 +3,7 @@ import json
 import sys
 from pathlib import Path
 
-from attnplace.grid import stats
+from attnplace.report import stats
 
 MARGIN = 0.005
 root = Path(sys.argv[1])

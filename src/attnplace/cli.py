@@ -80,8 +80,8 @@ def report(results_dir, wandb: bool = False, allow_mixed_environments: bool = Fa
     """Write the tables and plots, print the summary table, the omnibus (and factorial) tests and what could
     not be read; with `wandb`, also log them as the grid's W&B summary run. `settings` override grid.json's
     `report:`."""
-    from .grid.report import write_report
-    from .grid.tables import factorial_lines, format_summary, omnibus_lines
+    from .report.build import write_report
+    from .report.tables import factorial_lines, format_summary, omnibus_lines
 
     result = write_report(results_dir, allow_mixed_environments, **settings)
     for problem in result.problems:
@@ -91,7 +91,7 @@ def report(results_dir, wandb: bool = False, allow_mixed_environments: bool = Fa
         print(line)
     print(f"tables and plots: {', '.join(sorted(Path(p).name for p in result.written))} in {results_dir}")
     if wandb:
-        from .grid.dashboard import log_summary_run
+        from .report.dashboard import log_summary_run
 
         print(f"W&B summary run: {log_summary_run(result, results_dir)}")
 

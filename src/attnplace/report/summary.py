@@ -1,6 +1,6 @@
 """The statistics frames of one experiment, pure pandas on the runs frame: per variant, every pair, per group.
 
-Apart from the files (`report.py`) and the formulas (`stats.py`, `anova.py`): `summarize`, `pairs`,
+Apart from the files (`build.py`) and the formulas (`stats.py`, `anova.py`): `summarize`, `pairs`,
 `omnibus` and `factorial` only shape one frame, variant × seed → the report's metric (`accuracies`), cut into groups, the variants
 that share every non-placement axis and so are compared with each other and with their baseline
 (`groups`), and hand each group to `stats` or `anova`.
@@ -14,7 +14,7 @@ import pandas as pd
 from ..errors import UserError
 from . import anova, stats
 from .runs import BASELINE, PATTERN, PLACEMENT, axis_columns, label, placement_label, variant_keys
-from .spec import ReportSettings
+from .settings import ReportSettings
 
 COSTS = ("params", "flops", "train_images_per_s")
 EPOCH_OF = {"test_acc": "tested_epoch", "val_acc": "final_epoch"}  # the epoch whose weights a metric reads

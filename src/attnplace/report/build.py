@@ -1,9 +1,12 @@
 """The report of one experiment: `build_report` computes every table, `write_report` writes its files.
 
 The files are summary.{csv,md,tex} (the markdown document with its caveats), pairs.csv, factorial.csv
-(when the report asks for one), gates and masks and the plots. `records.py` decides which runs form the experiment (and `mixing.py` refuses mixtures),
-`summary.py` builds the statistics frames on the formulas of `stats.py`, `trajectories.py` the gate and
-mask trajectories, `tables.py` and `plots.py` the presentation; this module puts them together.
+(when the report asks for one), gates and masks and the plots. In this package, `records.py` decides
+which runs form the experiment (`validate.py` checks each record, `mixing.py` refuses mixtures, `runs.py`
+makes their frame), `settings.py` says how the report reads them, `summary.py` builds the statistics
+frames on the formulas of `stats.py` and `anova.py`, `trajectories.py` the gate and mask trajectories,
+`tables.py` and `plots.py` the presentation, and `dashboard.py` the W&B summary run; this module puts
+them together.
 """
 
 import dataclasses
@@ -15,11 +18,11 @@ import pandas as pd
 
 from ..atomic import atomic_write
 from ..errors import UserError
-from .calls import describe_calls, read_calls
+from ..grid.calls import describe_calls, read_calls
 from .mixing import environment_differences
 from .plots import plot_accuracy, plot_factorial, plot_gates, plot_masks, plot_pairs, png_bytes
 from .records import load
-from .spec import REPORT_METRICS, ReportSettings, report_settings
+from .settings import REPORT_METRICS, ReportSettings, report_settings
 from .summary import EPOCH_OF, factorial, omnibus, pairs, summarize
 from .tables import factorial_lines, format_latex, format_markdown, format_pairs_markdown, omnibus_lines
 from .trajectories import gate_frames, mask_frames

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .report import Report
+from .build import Report
 
 RUN_COLUMNS = ["variant", "seed", "status", "test_acc", "val_acc", "params", "flops", "train_images_per_s", "id"]
 PLOTS = {"accuracy": "accuracy", "pairs": "pairs_matrix", "factorial": "factorial_interaction", "gates": "gates",
