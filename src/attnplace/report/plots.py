@@ -38,9 +38,7 @@ def plot_accuracy(summary: pd.DataFrame, runs: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(7, 1.2 + 0.4 * max(len(rows), 1)), layout="constrained")
     ax = fig.add_subplot()
     y = -rows.index.to_numpy()  # first summary row on top
-    mean = 100 * rows["acc_mean"]
-    # A single run has no CI; draw no bar rather than a misleading zero-width one.
-    err = [(mean - 100 * rows["ci_low"].clip(0, 1)).fillna(0), (100 * rows["ci_high"].clip(0, 1) - mean).fillna(0)]
+    mean, err = _mean_and_ci_bars(rows)
     base = rows["baseline"].to_numpy(dtype=bool)
     for mask, style in ((~base, dict(fmt="o", color="tab:blue", label="mean, 95% CI")),
                         (base, dict(fmt="D", color="tab:red", label="baseline"))):
@@ -60,6 +58,13 @@ def plot_accuracy(summary: pd.DataFrame, runs: pd.DataFrame) -> Figure:
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return fig
+
+
+def _mean_and_ci_bars(rows: pd.DataFrame) -> tuple[pd.Series, list[pd.Series]]:
+    """The summary rows' mean (%) and the lengths of their 95% CI bars below and above it, the CI clipped to
+    [0, 100]; a single run has no CI, so no bar rather than a misleading zero-width one."""
+    mean = 100 * rows["acc_mean"]
+    return mean, [(mean - 100 * rows["ci_low"].clip(0, 1)).fillna(0), (100 * rows["ci_high"].clip(0, 1) - mean).fillna(0)]
 
 
 def plot_gates(gates_mean: pd.DataFrame) -> Figure | None:
@@ -147,8 +152,7 @@ def plot_factorial(summary: pd.DataFrame, factors: tuple[str, ...]) -> Figure:
         lines = cells.groupby([*factors[1:]], sort=False) if len(factors) > 1 else [((), cells)]
         for i, (key, line) in enumerate(lines):
             x = np.array([levels.index(v) for v in line[factors[0]]]) + 0.06 * (i - 0.5)  # offset: bars stay apart
-            mean = 100 * line["acc_mean"]
-            err = [(mean - 100 * line["ci_low"].clip(0, 1)).fillna(0), (100 * line["ci_high"].clip(0, 1) - mean).fillna(0)]
+            mean, err = _mean_and_ci_bars(line)
             name = ", ".join(f"{f.split('.')[-1]}={v}" for f, v in zip(factors[1:], np.atleast_1d(key)))
             ax.errorbar(x, mean, yerr=err, fmt="o", ls=LINESTYLES[i % len(LINESTYLES)], capsize=3, label=name or None)
         if rows["baseline"].astype(bool).any():
