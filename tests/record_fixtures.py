@@ -39,9 +39,10 @@ def write_raw(root: Path, run_id: str, text: str) -> Path:
     return path
 
 
-def environment(precision="32-true", device="cpu: 2 cores", compile=False):
+def environment(precision="32-true", device="cpu: 2 cores", compile=False, cpu="AMD EPYC, torch kernels AVX2"):
     """A record's `environment` as fit.py writes it, with the fields a report compares."""
-    return {"device": device, "precision": precision, "channels_last": False, "compile": compile, "torch_threads": 1}
+    return {"device": device, "precision": precision, "channels_last": False, "compile": compile, "torch_threads": 1,
+            "cpu": cpu}
 
 
 def masks(channel_mean, gain, module="attn", blocks=("stage2.block0", "stage2.block1")):

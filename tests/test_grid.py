@@ -18,6 +18,7 @@ from attnplace.grid import runner
 from attnplace.grid.calls import read_calls
 from attnplace.grid.runner import auto_workers, dry_run_table, plan, run_status
 from attnplace.grid.spec import load_grid
+from attnplace.train.record import cpu_model
 from attnplace.train.sections import TrainerConfig
 from grids import AXES, TINY_BASE, records, same_runs, write_grid
 
@@ -150,6 +151,29 @@ def test_an_unwritable_run_folder_stops_the_grid_with_one_line(tmp_path, capsys)
     assert main(["grid", str(grid)]) == 2
     assert capsys.readouterr().err == (f"attnplace: error: cannot write the results folder "
                                        f"{tmp_path / 'out' / 'elsewhere'}: File exists\n")
+
+
+def test_a_grid_begun_on_other_hardware_stops_before_training_unless_mixing_is_allowed(tmp_path, capsys):
+    """Its completed run trained on another CPU model: the same configs compute other numbers here, so the
+    runs left stop with one line, before their folders hold a record; allowed, they train."""
+    base = {**TINY_BASE, "trainer": {**TINY_BASE["trainer"], "max_epochs": 1}}
+    path = write_grid(tmp_path, {"model.pattern": ["none", "p1", "p4"]}, name="moved", base=base)
+    grid = load_grid(path)
+    other = "AMD EPYC, torch kernels AVX2" if "EPYC" not in cpu_model() else "Intel Xeon, torch kernels AVX512"
+    done = Path(grid.runs[0].config.run_dir)
+    done.mkdir(parents=True)
+    (done / "record.json").write_text(json.dumps({"status": "completed", "environment": {"device": "cpu: 2 cores",
+                                                                                         "cpu": other}}))
+    assert runner.trained_on(grid) == [other]
+    assert main(["grid", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"attnplace: error: this grid's completed runs trained on {other}, this machine is {cpu_model()}: the "
+        f"same configs compute other numbers on other hardware, so its table would mix the two; finish the grid "
+        f"on the hardware it started on, or pass --allow-mixed-environments (the first 2 runs failed on it; grid "
+        f"stopped)\n")
+    assert [run_status(r) for r in grid.runs] == ["completed", "new", "new"]
+    counts = runner.run_grid(grid, allow_mixed_environments=True, echo=lambda line: None)
+    assert counts["completed"] == 3 and [run_status(r) for r in grid.runs] == ["completed"] * 3
 
 
 def test_runs_that_fail_on_one_cause_stop_the_grid_though_their_messages_differ():

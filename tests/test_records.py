@@ -137,7 +137,8 @@ def test_mixed_precisions_are_refused_in_one_line(tmp_path, capsys):
     with pytest.raises(UserError) as err:
         load_records(tmp_path)
     assert str(err.value) == (f"{tmp_path}: runs differ in precision (32-true: 2 run(s), bf16-mixed: 2 run(s)); a "
-                              f"table never mixes device types, precisions or compile settings: keep each in its "
+                              f"table never mixes device types, hardware, precisions or compile settings: keep each "
+                              f"in its "
                               f"own results folder, or pass --allow-mixed-environments to compare them anyway")
     assert main(["report", str(tmp_path)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
@@ -147,13 +148,30 @@ def test_mixed_precisions_are_refused_in_one_line(tmp_path, capsys):
     assert "warning: runs differ in precision" in (tmp_path / "summary.md").read_text()
 
 
-def test_device_types_and_compile_must_match_but_not_the_device_name(tmp_path):
-    same = _environments(environment(device="cuda: NVIDIA H200"), environment(device="cuda: NVIDIA A100"))
-    assert len(load_records(write_runs(tmp_path / "gpus", same))[0]) == 4  # one device type: cuda
+def test_device_types_hardware_and_compile_must_match_but_not_the_core_count(tmp_path):
+    cores = _environments(environment(device="cpu: 2 cores"), environment(device="cpu: 16 cores"))
+    assert len(load_records(write_runs(tmp_path / "cores", cores))[0]) == 4  # one CPU model, threads fixed
     mixed = _environments(environment(device="cpu: 2 cores"), environment(device="cuda: NVIDIA H200", compile=True))
-    with pytest.raises(UserError, match=r"runs differ in device \(cpu: 2 run\(s\), cuda: 2 run\(s\)\), compile "
-                                        r"\(False: 2 run\(s\), True: 2 run\(s\)\);"):
+    with pytest.raises(UserError, match=r"runs differ in device \(cpu: 2 run\(s\), cuda: 2 run\(s\)\), hardware "
+                                        r"\(AMD EPYC, torch kernels AVX2: 2 run\(s\), NVIDIA H200: 2 run\(s\)\), "
+                                        r"compile \(False: 2 run\(s\), True: 2 run\(s\)\);"):
         load_records(write_runs(tmp_path / "mixed", mixed))
+    gpus = _environments(environment(device="cuda: NVIDIA H200"), environment(device="cuda: NVIDIA A100"))
+    with pytest.raises(UserError, match=r"runs differ in hardware \(NVIDIA H200: 2 run\(s\), NVIDIA A100: 2 "):
+        load_records(write_runs(tmp_path / "gpus", gpus))
+
+
+def test_runs_on_two_cpu_models_are_refused_and_older_records_without_one_do_not_count(tmp_path):
+    """fp32 on an AMD EPYC (AVX2) and on an Intel Xeon (AVX512) trains the same config to other numbers."""
+    xeon = "Intel(R) Xeon(R) Processor, torch kernels AVX512"
+    mixed = _environments(environment(), environment(cpu=xeon))
+    with pytest.raises(UserError, match=r"runs differ in hardware \(AMD EPYC, torch kernels AVX2: 2 run\(s\), "
+                                        r"Intel\(R\) Xeon\(R\) Processor, torch kernels AVX512: 2 run\(s\)\);"):
+        load_records(write_runs(tmp_path / "mixed", mixed))
+    unknown = environment()
+    del unknown["cpu"]
+    runs, _ = load_records(write_runs(tmp_path / "older", _environments(environment(), unknown)))
+    assert runs["hardware"].fillna("not said").tolist() == ["AMD EPYC, torch kernels AVX2", "not said"] * 2
 
 
 def test_runs_without_an_environment_do_not_count(tmp_path):

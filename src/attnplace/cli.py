@@ -61,8 +61,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
     workers = auto_workers() if args.workers == "auto" else args.workers
     counts = run_grid(grid, launcher=args.launcher, workers=workers, retry_failed=args.retry_failed,
                       address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
-                      command=args.command)
-    report(grid.results_dir, wandb=any(r.config.logger == "wandb" for r in grid.runs))
+                      allow_mixed_environments=args.allow_mixed_environments, command=args.command)
+    report(grid.results_dir, wandb=any(r.config.logger == "wandb" for r in grid.runs),
+           allow_mixed_environments=args.allow_mixed_environments)
     print(f"grid {grid.name}: {counts['completed']}/{counts['runs']} runs completed, {counts['failed']} failed"
           + (" (rerun with --retry-failed)" if counts["failed"] else "") + f"; results in {grid.results_dir}")
     return 1 if counts["failed"] or counts["completed"] < counts["runs"] else 0
@@ -132,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="ray: address of an existing cluster (default: start a local Ray)")
     p.add_argument("--gpus-per-run", type=float, default=0.0, help="ray: GPUs per run, fractions pack runs")
     p.add_argument("--cpus-per-run", type=float, default=1.0, help="ray: CPUs per run")
+    p.add_argument("--allow-mixed-environments", action="store_true",
+                   help="train runs on other hardware than the grid's completed runs, and report them together")
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("report", help="tables, plots and statistics of a results directory")
@@ -153,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "factorial repeated-measures ANOVA of their main effects and interaction "
                         "(default: the grid's report.factorial)")
     p.add_argument("--allow-mixed-environments", action="store_true",
-                   help="report runs of different device types, precisions or compile settings together")
+                   help="report runs of different device types, hardware (GPU or CPU model), precisions or "
+                        "compile settings together")
     p.set_defaults(func=cmd_report)
     return parser
 

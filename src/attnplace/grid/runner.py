@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ..atomic import folder_errors, write_json
 from ..errors import UserError
-from ..train.record import read_record
+from ..train.record import hardware_of, read_record
 from .calls import recorded_call
 from .spec import Grid, GridRun
 from .worker import make_payload
@@ -81,7 +81,7 @@ class Progress:
                 f" | {result['id']}: {last} | ETA {eta / 60:.1f} min")
 
 
-def launch_local(runs: list[GridRun], grid: Grid, workers: int) -> Iterator[dict]:
+def launch_local(runs: list[GridRun], grid: Grid, workers: int, hardware: list[str] | None = None) -> Iterator[dict]:
     """The runs in `workers` long-lived worker processes, each handed its next run as soon as it reports
     one: imports, CUDA start-up and the dataset load are paid once per process, not once per run. With
     several GPUs, worker i trains on GPU i mod count. A worker that dies (killed, out of memory) fails its
@@ -97,7 +97,7 @@ def launch_local(runs: list[GridRun], grid: Grid, workers: int) -> Iterator[dict
                 if pending and (worker is None or worker.idle):
                     if worker is None or not worker.alive:
                         pool[slot] = worker = Worker(gpus[slot % len(gpus)] if gpus else None)
-                    worker.train(pending.pop(0), grid, threads)
+                    worker.train(pending.pop(0), grid, threads, hardware)
             busy = [w for w in pool if w is not None and not w.idle]
             if not busy:
                 return
@@ -134,10 +134,10 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def train(self, run: GridRun, grid: Grid, threads: int) -> None:
+    def train(self, run: GridRun, grid: Grid, threads: int, hardware: list[str] | None) -> None:
         run_dir = run.config.resolved_run_dir()
         with folder_errors(run_dir):  # a full or read-only disk stops the grid with one line
-            spec = write_json(run_dir / "payload.json", make_payload(run, grid, threads))
+            spec = write_json(run_dir / "payload.json", make_payload(run, grid, threads, hardware))
         self.run = run
         self.proc.stdin.write(f"{spec}\n")
         self.proc.stdin.flush()
@@ -193,12 +193,14 @@ def _visible_gpus() -> list[str]:
 
 def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_failed: bool = False,
              address: str | None = None, gpus_per_run: float = 0.0, cpus_per_run: float = 1.0,
-             command: str | None = None, echo=lambda line: print(line, flush=True)) -> dict:
+             allow_mixed_environments: bool = False, command: str | None = None,
+             echo=lambda line: print(line, flush=True)) -> dict:
     """Run what is left of `grid`; return counts {"runs", "completed", "failed", "to_run"}. The call, with its
     `command` line, is added to the results folder's `calls.jsonl` (calls.py) however it ends.
 
     When the first runs to finish all failed on the same `UserError` (missing data, say), every other run
-    would too: the grid stops its workers, starts no more runs and raises that error.
+    would too: the grid stops its workers, starts no more runs and raises that error. A run refuses to train
+    on other hardware than the grid's completed runs (`trained_on`) unless `allow_mixed_environments`.
     """
     with folder_errors(grid.results_dir, "results folder"):
         grid.results_dir.mkdir(parents=True, exist_ok=True)
@@ -209,21 +211,29 @@ def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_fai
     with recorded_call(grid.results_dir, command, launcher, workers, address) as call:
         call["to_run"], errors = len(todo), {}
         try:
-            follow(launch(todo, grid, launcher, workers, address, gpus_per_run, cpus_per_run), len(todo), workers,
-                   echo, errors)
+            hardware = None if allow_mixed_environments else trained_on(grid)
+            follow(launch(todo, grid, launcher, workers, address, gpus_per_run, cpus_per_run, hardware), len(todo),
+                   workers, echo, errors)
         finally:
             statuses = write_status(grid, errors)
             call.update(runs=len(grid.runs), completed=statuses.count("completed"), failed=statuses.count("failed"))
     return {key: call[key] for key in ("runs", "completed", "failed", "to_run")}
 
 
+def trained_on(grid: Grid) -> list[str] | None:
+    """The hardware (`record.hardware_of`) the grid's completed runs trained on; None before any says."""
+    kinds = {hardware_of(record.get("environment") or {}) for run in grid.runs
+             if (record := run_record(run)).get("status") == "completed"}
+    return sorted(kinds - {None}) or None
+
+
 def launch(todo: list[GridRun], grid: Grid, launcher: str, workers: int, address: str | None,
-           gpus_per_run: float, cpus_per_run: float) -> Iterator[dict]:
+           gpus_per_run: float, cpus_per_run: float, hardware: list[str] | None) -> Iterator[dict]:
     if launcher == "ray":
         from .cluster import launch_ray
 
-        return launch_ray(todo, grid, workers, address, gpus_per_run, cpus_per_run)
-    return launch_local(todo, grid, workers)
+        return launch_ray(todo, grid, workers, address, gpus_per_run, cpus_per_run, hardware)
+    return launch_local(todo, grid, workers, hardware)
 
 
 def follow(results: Iterator[dict], total: int, workers: int, echo, errors: dict[str, str]) -> None:

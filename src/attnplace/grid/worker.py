@@ -27,20 +27,33 @@ from ..errors import UserError
 from ..quiet import quiet_libraries
 from ..train.config import Config
 from ..train.config_io import from_dict
-from ..train.record import error_line, read_record
+from ..train.record import error_line, hardware_here, read_record
 from .spec import Grid, GridRun
 
 
-def make_payload(run: GridRun, grid: Grid, threads: int) -> dict:
-    """What a worker needs; CPU threads are split between parallel runs unless the config fixes them."""
+def make_payload(run: GridRun, grid: Grid, threads: int, hardware: list[str] | None = None) -> dict:
+    """What a worker needs; CPU threads are split between parallel runs unless the config fixes them.
+    `hardware`: what the grid's completed runs trained on (`runner.trained_on`), which this run must match."""
     config = run.config.to_dict()
     config["trainer"]["threads"] = config["trainer"]["threads"] or threads
-    return {"config": config, "grid": grid.name, "axes": run.axes, "cwd": os.getcwd()}
+    return {"config": config, "grid": grid.name, "axes": run.axes, "cwd": os.getcwd(), "hardware": hardware}
+
+
+def other_hardware(config: Config, hardware: list[str] | None) -> str | None:
+    """Why this run must not train here, when the grid's completed runs trained on other hardware: under one
+    seed every variant starts from the same weights and sees the same batches, and a run on another CPU or GPU
+    model would compute other numbers (README, "Reproducing it"), so its differences would mix the two."""
+    here = hardware_here(config.trainer.device())
+    if not hardware or here in hardware:
+        return None
+    return (f"this grid's completed runs trained on {' and '.join(hardware)}, this machine is {here}: the same "
+            f"configs compute other numbers on other hardware, so its table would mix the two; finish the grid on "
+            f"the hardware it started on, or pass --allow-mixed-environments")
 
 
 def run_payload(payload: dict) -> dict:
-    """Train the run described by `payload` ({"config", "grid", "axes", "cwd"}); return its id, status, error
-    and metrics, and `user_error`: whether it failed on a `UserError` (e.g. missing data), which the grid's
+    """Train the run described by `payload` ({"config", "grid", "axes", "cwd", "hardware"}); return its id, status,
+    error and metrics, and `user_error`: whether it failed on a `UserError` (e.g. missing data), which the grid's
     other runs are likely to repeat, with that error's `cause` (what they would share).
 
     Relative paths in the config (the data, the output folder) mean what they meant where the grid was
@@ -55,6 +68,9 @@ def run_payload(payload: dict) -> dict:
                 "error": f"the grid's folder {payload['cwd']} does not exist on {socket.gethostname()}; start "
                          f"the grid from a folder every node mounts at the same path"}
     config = from_dict(Config, payload["config"])
+    if mismatch := other_hardware(config, payload.get("hardware")):  # before the run's folder is touched
+        return {"id": config.run_id, "status": "failed", "error": mismatch, "cause": mismatch, "metrics": {},
+                "user_error": True}
     run_dir = config.resolved_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     user_error = False

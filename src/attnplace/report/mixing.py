@@ -3,8 +3,9 @@
 Apart from `records.py` (which runs) and `runs.py` (their frame): these checks only refuse, they change
 nothing. The runs of a variant may differ only in their seed, with no seed twice, and runs of different
 variants only in their axes and placement options. Nor may they mix environments that compute different
-numbers: device type (`cpu`, `cuda`), precision or torch.compile, unless the caller allows it (runs
-without an environment, which failed before training, do not count). The error names the differing keys.
+numbers: device type (`cpu`, `cuda`), hardware (the GPU or CPU model), precision or torch.compile, unless
+the caller allows it (runs without an environment, which failed before training, do not count). The error
+names the differing keys.
 """
 
 import functools
@@ -21,11 +22,11 @@ from .runs import BASELINE, ENVIRONMENT, PATTERN, PLACEMENT, axis_columns
 
 def environment_differences(runs: pd.DataFrame) -> str:
     """`precision (32-true: 4 runs, bf16-mixed: 2 runs)` for each environment key the trained runs differ in;
-    empty when they agree."""
-    trained = runs.dropna(subset=list(ENVIRONMENT), how="all")
+    empty when they agree. A run that does not say (no environment; no CPU model in older records) is not
+    counted for that key."""
     parts = []
     for key in ENVIRONMENT:
-        counts = trained[key].astype(str).value_counts(sort=False)
+        counts = runs[key].dropna().astype(str).value_counts(sort=False)
         if len(counts) > 1:
             parts.append(f"{key} ({', '.join(f'{value}: {n} run(s)' for value, n in counts.items())})")
     return ", ".join(parts)

@@ -114,8 +114,8 @@ def load(results_dir: str | os.PathLike, allow_mixed_environments: bool = False)
     runs = runs_frame(records, grid.axes)
     check_one_experiment(records, runs, results_dir)
     if (mixed := environment_differences(runs)) and not allow_mixed_environments:
-        raise UserError(f"{results_dir}: runs differ in {mixed}; a table never mixes device types, precisions or "
-                        f"compile settings: keep each in its own results folder, or pass "
+        raise UserError(f"{results_dir}: runs differ in {mixed}; a table never mixes device types, hardware, "
+                        f"precisions or compile settings: keep each in its own results folder, or pass "
                         f"--allow-mixed-environments to compare them anyway")
     return Loaded(records, runs, problems, notes, grid)
 

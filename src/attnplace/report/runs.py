@@ -21,6 +21,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from ..train.config import PLACEMENT_AXES
+from ..train.record import hardware_of
 from .validate import METRICS
 
 BASELINE = "none"
@@ -28,7 +29,7 @@ PATTERN = "model.pattern"
 # The pattern is the placement itself, whatever else the config counts as one.
 PLACEMENT = PLACEMENT_AXES | {PATTERN}
 DEFAULT_AXES = ("model.backbone", PATTERN, "model.attention", "seed")
-ENVIRONMENT = ("device", "precision", "compile")  # what changes the numbers a run computes
+ENVIRONMENT = ("device", "hardware", "precision", "compile")  # what changes the numbers a run computes
 
 
 # ---------------------------------------------------------------- one row per run
@@ -91,12 +92,13 @@ def runs_frame(records: list[dict], grid_axes: Mapping[str, list]) -> pd.DataFra
 
 
 def _environment(rec: dict) -> dict:
-    """The device type (`cpu` of "cpu: 2 cores"), precision and compile flag a run trained with; all None for
-    a record without an environment (it failed before training). An older record without `compile` ran eager."""
+    """The device type (`cpu` of "cpu: 2 cores"), the hardware (`record.hardware_of`: the GPU or CPU model),
+    precision and compile flag a run trained with; all None for a record without an environment (it failed
+    before training). An older record without `compile` ran eager; one without `cpu` does not say its CPU."""
     env = rec.get("environment") or {}
     if not env:
         return dict.fromkeys(ENVIRONMENT)
-    return {"device": str(env.get("device") or "").split(":")[0].strip() or None,
+    return {"device": str(env.get("device") or "").split(":")[0].strip() or None, "hardware": hardware_of(env),
             "precision": env.get("precision"), "compile": bool(env.get("compile"))}
 
 

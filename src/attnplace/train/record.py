@@ -71,6 +71,21 @@ def cpu_model() -> str:
     return f"{name}, torch kernels {torch.backends.cpu.get_cpu_capability()}"
 
 
+def hardware_of(environment: dict) -> str | None:
+    """The processor whose kernels computed a run's numbers, from its record's `environment`: the GPU's name
+    for a CUDA run, else `cpu_model`; None for a record without one (older than `cpu`, or failed before
+    training). The same config trains to other numbers on other hardware, so a table keeps to one."""
+    device = environment.get("device") or ""
+    return device.split(":", 1)[1].strip() if device.startswith("cuda") else environment.get("cpu")
+
+
+def hardware_here(device: str) -> str:
+    """`hardware_of` a run that trains on `device` (`cuda` or `cpu`) on this machine."""
+    import torch
+
+    return torch.cuda.get_device_name() if device == "cuda" else cpu_model()
+
+
 def session() -> dict:
     """Where and when this process trains a run. A record keeps one per training session: a run killed and
     resumed, or retried by Ray on another node after its node was lost, lists each with the epoch it resumed
