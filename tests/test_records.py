@@ -174,6 +174,31 @@ def test_runs_on_two_cpu_models_are_refused_and_older_records_without_one_do_not
     assert runs["hardware"].fillna("not said").tolist() == ["AMD EPYC, torch kernels AVX2", "not said"] * 2
 
 
+def test_a_precision_axis_is_not_mixing_each_precision_is_its_own_group(tmp_path):
+    """A grid that varies `trainer.precision` on purpose: each precision is a group with its own baseline, so no
+    comparison mixes the two, and the report neither refuses nor warns."""
+    recs = []
+    for precision in ("32-true", "bf16-mixed"):
+        for pattern, seed in [(p, s) for p in ("none", "p1") for s in (0, 1)]:
+            rec = record(pattern, seed, 0.9 + 0.01 * seed + (0.02 if pattern == "p1" else 0.0),
+                         environment=environment(precision))
+            rec["id"] += f"-{precision}"
+            rec["config"]["trainer"] = {"precision": precision}
+            rec["axes"]["trainer.precision"] = precision
+            recs.append(rec)
+    write_runs(tmp_path, recs, {"model.pattern": ["none", "p1"], "model.attention": ["se"], "seed": [0, 1],
+                                "trainer.precision": ["32-true", "bf16-mixed"]})
+    report = write_report(tmp_path)
+    assert not any("differ in" in line for line in report.caveats)
+    summary = report.summary.set_index("variant")
+    assert summary["baseline"].sum() == 2
+    assert summary.loc[~summary["baseline"], "diff"].tolist() == pytest.approx([0.02, 0.02])
+    mixed = [{**r, "environment": environment("bf16-mixed" if r is recs[0] else r["environment"]["precision"])}
+             for r in recs]  # one fp32 run that trained in bf16: not the axis's doing
+    with pytest.raises(UserError, match=r"runs differ in precision \(bf16-mixed: 5 run\(s\), 32-true: 3 run"):
+        load_records(write_runs(tmp_path / "odd", mixed, json.loads((tmp_path / "grid.json").read_text())["axes"]))
+
+
 def test_runs_without_an_environment_do_not_count(tmp_path):
     """A run that failed before training has no environment; older records without `compile` ran eager."""
     old = environment()

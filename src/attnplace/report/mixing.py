@@ -20,14 +20,21 @@ from ..train.config import PRESENTATION_KEYS, Config
 from .runs import BASELINE, ENVIRONMENT, PATTERN, PLACEMENT, axis_columns
 
 
+# Environment keys a grid may vary on purpose, and the axis that varies each.
+ENVIRONMENT_AXES = {"precision": "trainer.precision", "compile": "trainer.compile"}
+
+
 def environment_differences(runs: pd.DataFrame) -> str:
     """`precision (32-true: 4 runs, bf16-mixed: 2 runs)` for each environment key the trained runs differ in;
     empty when they agree. A run that does not say (no environment; no CPU model in older records) is not
-    counted for that key."""
-    parts = []
+    counted for that key. A key the grid varies as an axis (`trainer.precision: [32-true, bf16-mixed]`) need
+    only agree within each variant: a non-placement axis splits the groups, so every comparison stays within
+    one of its values."""
+    axes, parts = set(axis_columns(runs)), []
     for key in ENVIRONMENT:
-        counts = runs[key].dropna().astype(str).value_counts(sort=False)
-        if len(counts) > 1:
+        scopes = [runs] if ENVIRONMENT_AXES.get(key) not in axes else [v for _, v in runs.groupby("variant")]
+        if any(scope[key].dropna().astype(str).nunique() > 1 for scope in scopes):
+            counts = runs[key].dropna().astype(str).value_counts(sort=False)
             parts.append(f"{key} ({', '.join(f'{value}: {n} run(s)' for value, n in counts.items())})")
     return ", ".join(parts)
 
