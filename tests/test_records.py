@@ -138,8 +138,7 @@ def test_mixed_precisions_are_refused_in_one_line(tmp_path, capsys):
         load_records(tmp_path)
     assert str(err.value) == (f"{tmp_path}: runs differ in precision (32-true: 2 run(s), bf16-mixed: 2 run(s)); a "
                               f"table never mixes device types, hardware, precisions or compile settings: keep each "
-                              f"in its "
-                              f"own results folder, or pass --allow-mixed-environments to compare them anyway")
+                              f"in its own results folder, or pass --allow-mixed-environments to compare them anyway")
     assert main(["report", str(tmp_path)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     report = write_report(tmp_path, allow_mixed_environments=True)
