@@ -1,0 +1,135 @@
+"""The written report: every file on disk, the plots, and the gate and mask trajectories."""
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from record_fixtures import P1_HISTORY, gates, masks, record, write_runs
+
+from attnplace.report.build import write_report
+from attnplace.report.plots import plot_accuracy
+from attnplace.report.records import load_records
+from attnplace.report.summary import summarize
+from attnplace.report.trajectories import gate_trajectories, mask_trajectories
+
+
+# ---------------------------------------------------------------- gates
+
+
+def test_gate_trajectories_long_form_and_means(results):
+    long, mean = gate_trajectories(results)
+    # Two completed p1 runs x 2 epochs x 3 gates, minus one null value; the failed p2 run is left out.
+    assert len(long) == 11
+    assert set(long["run"]) == {"resnet20-p1-se-s0", "resnet20-p1-se-s1"}
+    first = long[(long["run"] == "resnet20-p1-se-s0") & (long["gate"] == "stage2.block1.gamma_s")]
+    assert first[["variant", "seed", "stage", "block", "kind"]].iloc[0].tolist() == \
+        ["p1/se", 0, "stage2", "block1", "gamma_s"]
+    assert first["value"].tolist() == [0.3, 0.4] and first["epoch"].tolist() == [1, 2]  # epochs trained
+
+    # Blocks averaged within a run (seed 0: .2, .3; seed 1: .4, .5), then mean/std over seeds.
+    gs = mean[(mean["stage"] == "stage2") & (mean["kind"] == "gamma_s")].set_index("epoch")
+    assert gs["mean"].tolist() == pytest.approx([0.3, 0.4])
+    assert gs["std"].tolist() == pytest.approx([math.sqrt(0.02)] * 2)
+    assert gs["n"].tolist() == [2, 2]
+    lam = mean[mean["kind"] == "lambda"].set_index("epoch")
+    assert lam["mean"].tolist() == pytest.approx([0.6, 0.6]) and lam["n"].tolist() == [2, 1]
+
+
+def test_gate_curves_start_at_the_initial_value():
+    rec = record("p4", 0, 0.9, history=[{"epoch": 0, "gates": gates(0.05, 0.07, 0.2)}],
+                 initial_gates=gates(0.0, 0.0, 0.1))
+    long, mean = gate_trajectories([rec])
+    gs = mean[mean["kind"] == "gamma_s"].set_index("epoch")["mean"]
+    assert gs.to_dict() == pytest.approx({0: 0.0, 1: 0.06})
+    assert mean[mean["kind"] == "lambda"].set_index("epoch")["mean"].to_dict() == pytest.approx({0: 0.1, 1: 0.2})
+
+
+def test_gate_trajectories_accepts_record_dicts():
+    recs = [record("p1", 0, 0.9, history=P1_HISTORY[0]), {"id": "broken"}]
+    long, mean = gate_trajectories(recs)
+    assert len(long) == 6 and set(long["variant"]) == {"p1/se"}
+    assert set(mean["kind"]) == {"gamma_s", "lambda"}
+
+
+# ---------------------------------------------------------------- written report
+
+
+def test_write_report_writes_every_file(results):
+    report = write_report(results)
+    names = {"summary.csv", "summary.md", "summary.tex", "pairs.csv", "gates.csv", "gates_mean.csv", "accuracy.png",
+             "pairs.png", "gates.png"}
+    assert {p.name for p in report.written} == names
+    for name in names:
+        assert (results / name).stat().st_size > 0
+    for name in ("accuracy.png", "pairs.png", "gates.png"):
+        assert (results / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(results.glob(".*.tmp"))
+
+    csv = pd.read_csv(results / "summary.csv").set_index("variant")
+    assert {"n", "acc_mean", "acc_std", "ci_low", "ci_high", "diff", "p_value", "diff_ci_low", "diff_ci_high",
+            "n_pairs", "p_holm", "effect", "effect_kind", "test_on", "metric", "epoch", "tost_p", "verdict",
+            "detectable_diff", "seeds_for_margin", "mean_rank", "wins"} <= set(csv.columns)
+    assert set(csv["metric"]) == {"test_acc"}
+    assert csv.loc["p1/se", "acc_mean"] == pytest.approx(0.92)
+    assert (csv.loc["p2/se", "n"], csv.loc["p2/se", "failures"]) == (2, 1)
+    assert csv.loc["p1/se", "p_value"] == pytest.approx(report.summary.set_index("variant").loc["p1/se", "p_value"])
+    assert len(pd.read_csv(results / "gates.csv")) == 11
+    assert len(pd.read_csv(results / "gates_mean.csv")) == len(report.gates_mean)
+
+    md = (results / "summary.md").read_text()
+    for variant in ["none", "p1/se", "p2/se", "p3/se", "p4/se"]:
+        assert f"| {variant} |" in md
+    assert "partial" in md and "corrupt" in md  # skipped records are listed
+    assert r"\begin{tabular}" in (results / "summary.tex").read_text()
+    assert len(report.problems) == 2
+
+
+def test_accuracy_plot_shows_every_seed(results):
+    runs = load_records(results)[0]
+    fig = plot_accuracy(summarize(runs), runs)
+    xs = sorted(float(x) for c in fig.axes[0].collections if c.get_gid() == "seeds" for x, _ in c.get_offsets())
+    completed = sorted(100 * runs.loc[runs["status"] == "completed", "test_acc"])
+    assert xs == pytest.approx(completed)  # one dot per completed run (9), at its accuracy
+
+
+def test_write_report_without_gates_skips_gates_plot(tmp_path):
+    write_runs(tmp_path, [record("none", 0, 0.9), record("p1", 0, 0.91)])
+    report = write_report(tmp_path)
+    assert not (tmp_path / "gates.png").exists() and (tmp_path / "accuracy.png").exists()
+    assert report.gates.empty and list(pd.read_csv(tmp_path / "gates.csv").columns)[:2] == ["run", "variant"]
+
+
+# ---------------------------------------------------------------- masks
+
+
+def _masked(root: Path) -> Path:
+    recs = [record("none", s, 0.8) for s in (0, 1)]
+    for seed, (mean, gain) in enumerate(((0.5, 0.9), (0.7, 1.1))):
+        history = [{"epoch": 0, "masks": masks(mean - 0.1, gain)}, {"epoch": 1, "masks": masks(mean, gain)}]
+        recs.append(record("p1", seed, 0.82, history=history))
+    history = [{"epoch": 0, "masks": {**masks(0.3, 1.0, "attn_s"), **masks(0.6, 0.8, "attn_r")}}]
+    recs.append(record("p4", 0, 0.81, history=history))
+    return write_runs(root, recs)
+
+
+def test_masks_csv_long_form_and_per_stage_means(tmp_path):
+    report = write_report(_masked(tmp_path))
+    long = pd.read_csv(tmp_path / "masks.csv")
+    assert list(long.columns) == ["run", "variant", "seed", "epoch", "stage", "block", "module", "stat", "value"]
+    assert len(long) == 2 * 2 * 2 * 3 + 2 * 2 * 3  # p1: 2 seeds x 2 epochs x 2 blocks x 3 stats; p4: 2 modules
+    first = long[(long["run"] == "resnet20-p1-se-s0") & (long["stat"] == "channel_mean")]
+    assert first[["stage", "block", "module"]].drop_duplicates().values.tolist() == \
+        [["stage2", "block0", "attn"], ["stage2", "block1", "attn"]]
+    assert sorted(set(first["epoch"])) == [1, 2]  # epochs trained, as in gates.csv
+    mean = report.masks_mean.set_index(["variant", "module", "stat", "epoch"])["mean"]
+    assert mean[("p1/se", "attn", "channel_mean", 2)] == pytest.approx(0.6)  # seeds 0.5 and 0.7
+    assert mean[("p1/se", "attn", "gain", 2)] == pytest.approx(1.0)
+    assert mean[("p4/se", "attn_r", "gain", 1)] == pytest.approx(0.8)
+    assert (tmp_path / "masks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert mask_trajectories(tmp_path)[0].equals(report.masks)
+
+
+def test_records_without_masks_write_no_mask_files(results):
+    report = write_report(results)
+    assert report.masks.empty and not (results / "masks.csv").exists() and not (results / "masks.png").exists()

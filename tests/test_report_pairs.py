@@ -1,0 +1,236 @@
+"""Every variant against every other: the pairs matrix, the omnibus tests, baseline/metric/margin, within and
+factorial, on hand-written records."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from record_fixtures import record, row, write_runs
+from scipy import stats
+
+from attnplace.cli import main
+from attnplace.errors import UserError
+from attnplace.grid.spec import load_grid
+from attnplace.report.build import build_report, write_report
+from attnplace.report.plots import plot_pairs
+
+
+# ---------------------------------------------------------------- every variant against every other
+
+ACCS = {"none": [0.80, 0.81, 0.79, 0.80], "p1": [0.83, 0.85, 0.82, 0.84],
+        "p2": [0.81, 0.81, 0.80, 0.82], "p3": [0.80, 0.82, 0.79, 0.81]}
+
+
+def _four_variants(root: Path) -> Path:
+    return write_runs(root, [record(p, s, a) for p, values in ACCS.items() for s, a in enumerate(values)],
+                      {"model.pattern": list(ACCS), "model.attention": ["se"], "seed": [0, 1, 2, 3]})
+
+
+def test_pairs_csv_holds_every_pair_with_holm_over_all_six(tmp_path):
+    report = write_report(_four_variants(tmp_path))
+    pairs = pd.read_csv(tmp_path / "pairs.csv")
+    assert list(pairs.columns[:5]) == ["group", "a", "b", "diff", "diff_ci_low"]
+    assert {"n_pairs", "p_value", "p_holm", "effect", "effect_kind", "tost_p", "verdict", "detectable_diff",
+            "seeds_for_margin", "metric"} <= set(pairs.columns)
+    assert len(pairs) == 6 and set(pairs["metric"]) == {"test_acc"} and set(pairs["n_pairs"]) == {4}
+    names = {p: f"{p}/se" if p != "none" else p for p in ACCS}
+    raw = {(names[a], names[b]): stats.ttest_rel(ACCS[a], ACCS[b]).pvalue
+           for i, a in enumerate(ACCS) for b in list(ACCS)[:i]}
+    got = pairs.set_index(["a", "b"])
+    assert got["p_value"].to_dict() == pytest.approx(raw)
+    expected, running = {}, 0.0
+    for rank, pair in enumerate(sorted(raw, key=raw.get)):  # Holm by hand over m = 6 pairs
+        running = max(running, min(1.0, (6 - rank) * raw[pair]))
+        expected[pair] = running
+    assert got["p_holm"].to_dict() == pytest.approx(expected)
+    p1_p2 = got.loc[("p2/se", "p1/se")]  # Δ = a − b = p2 − p1, paired over 4 seeds
+    d = np.subtract(ACCS["p2"], ACCS["p1"])
+    assert p1_p2["diff"] == pytest.approx(d.mean()) and p1_p2["effect"] == pytest.approx(d.mean() / d.std(ddof=1))
+    # The baseline family in summary.csv is Holm over the 3 comparisons with none, not over the 6 pairs.
+    summary = report.summary.set_index("variant")
+    assert summary.loc["p1/se", "p_value"] == pytest.approx(got.loc[("p1/se", "none"), "p_value"])
+    assert summary.loc["p1/se", "p_holm"] < got.loc[("p1/se", "none"), "p_holm"]
+
+
+def test_summary_md_has_the_omnibus_tests_ranks_and_the_pairs_matrix(tmp_path):
+    report = write_report(_four_variants(tmp_path))
+    md = (tmp_path / "summary.md").read_text()
+    chi2 = stats.friedmanchisquare(*ACCS.values()).statistic
+    assert f"Friedman χ²(3) = {chi2:.2f}" in md and "repeated-measures ANOVA F(3, 9)" in md
+    assert "| 1 none |" in md and "| 2 p1/se |" in md  # the matrix: rows numbered like its columns
+    p1 = row(report.summary, "p1/se")
+    assert p1["mean_rank"] == 1 and p1["wins"] == 4  # p1 is best on every seed
+    # none ties for last with p3 on seeds 0 and 2 and with p2 on seed 1 (rank 3.5 each), and is last on seed 3
+    assert row(report.summary, "none")["mean_rank"] == pytest.approx((3.5 + 3.5 + 3.5 + 4) / 4)
+    assert row(report.summary, "none")["wins"] == 0
+
+
+def test_pairs_plot_marks_the_holm_significant_cells(tmp_path):
+    report = write_report(_four_variants(tmp_path))
+    fig = plot_pairs(report.pairs, report.summary)
+    boxed = [p for p in fig.axes[0].patches if p.get_gid() == "significant"]
+    assert len(boxed) == 2 * int((report.pairs["verdict"] == "different").sum()) > 0
+    texts = [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "pair"]
+    assert len(texts) == 12 and f"{100 * report.pairs['diff'].iloc[0]:+.2f}" in texts
+
+
+# ---------------------------------------------------------------- baseline, metric, margin
+
+
+def test_baseline_flag_compares_every_variant_with_the_one_named(tmp_path):
+    report = write_report(_four_variants(tmp_path), baseline="p1/se")
+    summary = report.summary.set_index("variant")
+    assert list(summary.index) == ["p1/se", "none", "p2/se", "p3/se"] and summary.loc["p1/se", "baseline"]
+    d = np.subtract(ACCS["none"], ACCS["p1"])
+    assert summary.loc["none", "diff"] == pytest.approx(d.mean()) and not summary.loc["none", "baseline"]
+    with pytest.raises(UserError) as err:
+        write_report(tmp_path, baseline="p9/se")
+    assert str(err.value) == "baseline 'p9/se' is not a variant of this report; valid: none, p1/se, p2/se, p3/se"
+
+
+def test_a_placement_baseline_applies_in_every_group(tmp_path):
+    axes = ("model.backbone", "model.pattern", "model.attention", "seed")
+    recs = [record(p, s, 0.8 + 0.01 * s + (0.02 if p == "p1" else 0), backbone=b, axes=axes)
+            for b in ("resnet20", "resnet56") for p in ("none", "p1", "p2") for s in (0, 1)]
+    summary = write_report(write_runs(tmp_path, recs), baseline="p1/se").summary
+    assert summary.loc[summary["baseline"], "variant"].tolist() == ["resnet20/p1/se", "resnet56/p1/se"]
+    assert summary.set_index("variant").loc["resnet56/none", "diff"] == pytest.approx(-0.02)
+
+
+def test_val_acc_is_read_at_the_final_epoch(tmp_path):
+    history = [{"epoch": 0}, {"epoch": 1}, {"epoch": 2}]
+    recs = [record(p, s, 0.9, val_acc=v, history=history) for p, vals in (("none", [0.7, 0.72]), ("p1", [0.75, 0.76]))
+            for s, v in enumerate(vals)]
+    report = write_report(write_runs(tmp_path, recs), metric="val_acc")
+    p1 = row(report.summary, "p1/se")
+    assert (p1["metric"], p1["epoch"], p1["acc_mean"], p1["diff"]) == ("val_acc", "2", 0.755, pytest.approx(0.045))
+    assert report.caveats[0].startswith("The metric is val_acc: the validation accuracy after each run's final "
+                                        "epoch (epoch 2, counted from 0)")
+    md = (tmp_path / "summary.md").read_text()
+    assert "| val acc % |" in md and "`val_acc` over completed runs" in md
+    with pytest.raises(UserError, match="equivalence_margin=-1.0 is invalid"):
+        write_report(tmp_path, equivalence_margin=-1.0)
+
+
+def test_a_grid_report_section_sets_the_baseline_and_metric(tmp_path, capsys):
+    """The grid file's `report:` travels in grid.json; `attnplace report` reads it, and its flags override it."""
+    spec = {"name": "g", "base": {"data": {"name": "synthetic", "path": None}},
+            "axes": {"model.pattern": ["none", "p1"]},
+            "report": {"baseline": "p1/se", "metric": "val_acc", "equivalence_margin": 1.0}}
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(spec))
+    grid = load_grid(tmp_path / "g.yaml")
+    assert grid.describe()["report"] == spec["report"]
+    recs = [record(p, s, 0.9, val_acc=0.7 + 0.01 * s + (0.02 + 0.005 * s if p == "p1" else 0))
+            for p in ("none", "p1") for s in (0, 1)]
+    folder = write_runs(tmp_path / "out", recs)
+    (folder / "grid.json").write_text(json.dumps({**grid.describe(), "runs": None}))
+    report = write_report(folder)
+    assert report.settings.baseline == "p1/se" and report.summary["variant"].iloc[0] == "p1/se"
+    assert row(report.summary, "none")["diff"] == pytest.approx(-0.0225)  # val_acc, not test_acc (equal everywhere)
+    assert set(report.pairs["verdict"]) <= {"different", "equivalent within ±1 pp", "inconclusive"}
+    assert main(["report", str(folder), "--metric", "test_acc", "--baseline", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "test acc %" in out and "baseline" in next(line for line in out.splitlines() if line.startswith("none"))
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"baseline": "p1", "metrc": "val_acc"}, "unknown key 'report.metrc'; valid: report.baseline, report.metric, "
+                                             "report.equivalence_margin, report.within, report.factorial"),
+    ({"metric": "best_val_acc"}, "report.metric='best_val_acc' is invalid; valid: test_acc, val_acc"),
+    ({"equivalence_margin": "wide"}, "report.equivalence_margin: expected float, got 'wide'"),
+])
+def test_a_bad_report_section_stops_the_grid_in_one_line(tmp_path, section, message):
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump({"axes": {"model.pattern": ["none"]}, "report": section}))
+    with pytest.raises(UserError) as err:
+        load_grid(tmp_path / "g.yaml")
+    assert str(err.value) == f"{tmp_path / 'g.yaml'}: {message}"
+
+
+GATED = {("none", None): [0.80, 0.81, 0.79, 0.80], ("p1", "mask"): [0.78, 0.80, 0.77, 0.79],
+         ("p2", "mask"): [0.70, 0.74, 0.69, 0.72], ("p1", "near_identity"): [0.81, 0.80, 0.80, 0.82],
+         ("p2", "near_identity"): [0.80, 0.82, 0.80, 0.81]}
+
+
+def gated_runs(tmp_path, leave_out=()):
+    """A results folder of GATED's runs, 4 seeds each, but the (pattern, gate) variants in `leave_out`."""
+    recs = []
+    for (pattern, gate), accs in GATED.items():
+        for seed, acc in enumerate(accs):
+            rec = record(pattern, seed, acc, axes=("model.pattern", "seed"))
+            if gate:
+                rec["axes"]["model.gate"], rec["config"]["model"]["gate"] = gate, gate
+                rec["id"] += f"-{gate}"
+            if (pattern, gate) not in leave_out:
+                recs.append(rec)
+    return write_runs(tmp_path, recs, {"seed": [0, 1, 2, 3], "model.pattern": ["none", "p1", "p2"],
+                                       "model.gate": ["mask", "near_identity"]})
+
+
+def test_within_runs_the_omnibus_test_again_for_each_gate_form(tmp_path, capsys):
+    folder = gated_runs(tmp_path)
+    report = write_report(folder, within=("model.gate",))
+    got = report.omnibus.set_index("within")
+    assert list(got.index) == ["", "model.gate=mask", "model.gate=near_identity"]
+    assert got.loc["", "k"] == 5
+    for gate in ("mask", "near_identity"):  # each form's variants with the shared baseline
+        chosen = [GATED["none", None], GATED["p1", gate], GATED["p2", gate]]
+        assert got.loc[f"model.gate={gate}", "k"] == 3
+        assert got.loc[f"model.gate={gate}", "friedman_chi2"] == pytest.approx(stats.friedmanchisquare(*chosen).statistic)
+    assert "model.gate=mask: do the 3 variants differ" in (folder / "summary.md").read_text()
+    with pytest.raises(UserError, match="report.within: 'model.attention' is not a placement axis of this report; "
+                                        "valid: model.pattern, model.gate"):
+        build_report(folder, within=("model.attention",))
+    assert main(["report", str(folder), "--within", "model.gate"]) == 0
+    assert "model.gate=near_identity: do the 3 variants differ" in capsys.readouterr().out
+
+
+def test_factorial_separates_the_placement_from_the_gate_form(tmp_path, capsys):
+    folder = gated_runs(tmp_path)
+    report = write_report(folder, factorial=("model.pattern", "model.gate"))
+    got = pd.read_csv(folder / "factorial.csv").set_index("effect")
+    assert list(got.index) == ["model.pattern", "model.gate", "model.pattern × model.gate"]
+    assert got["k"].eq(4).all() and got["n_seeds"].eq(4).all() and got["metric"].eq("test_acc").all()
+    # A 2 × 2 by hand: each effect is a paired t-test, F = t² (the baseline `none` is no cell).
+    cells = {key: np.array(accs) for key, accs in GATED.items() if key[1]}
+    mask = (cells["p1", "mask"] + cells["p2", "mask"]) / 2
+    near = (cells["p1", "near_identity"] + cells["p2", "near_identity"]) / 2
+    p1 = (cells["p1", "mask"] + cells["p1", "near_identity"]) / 2
+    p2 = (cells["p2", "mask"] + cells["p2", "near_identity"]) / 2
+    both = (cells["p1", "mask"] - cells["p1", "near_identity"]) - (cells["p2", "mask"] - cells["p2", "near_identity"])
+    for effect, t in (("model.gate", stats.ttest_rel(near, mask)), ("model.pattern", stats.ttest_rel(p1, p2)),
+                      ("model.pattern × model.gate", stats.ttest_1samp(both, 0))):
+        assert (got.loc[effect, "anova_f"], got.loc[effect, "anova_p"]) == \
+            (pytest.approx(t.statistic**2), pytest.approx(t.pvalue)), effect
+    text = (folder / "summary.md").read_text()
+    assert "## model.pattern × model.gate (factorial.csv, factorial.png)" in text
+    assert f"  - main effect of model.gate: F(1, 3) = {got.loc['model.gate', 'anova_f']:.2f}" in text
+    assert (folder / "factorial.png").read_bytes().startswith(b"\x89PNG") and len(report.factorial) == 3
+    assert main(["report", str(folder), "--factorial", "model.pattern", "--factorial", "model.gate"]) == 0
+    assert "interaction model.pattern × model.gate: F(1, 3)" in capsys.readouterr().out
+
+
+def test_factorial_axes_must_be_placement_axes_that_cross(tmp_path):
+    folder = gated_runs(tmp_path, leave_out=[("p2", "near_identity")])
+    with pytest.raises(UserError, match="report.factorial: model.pattern × model.gate do not cross in this grid: "
+                                        "no variant has p2/near_identity; valid: axes whose every combination was run"):
+        build_report(folder, factorial=("model.pattern", "model.gate"))
+    with pytest.raises(UserError, match="report.factorial: 'model.attention' is not a placement axis of this report"):
+        build_report(folder, factorial=("model.pattern", "model.attention"))
+    with pytest.raises(UserError, match="report.factorial: p1/gate=mask, p1/gate=near_identity share their "
+                                        "model.pattern values"):
+        build_report(folder, factorial=("model.pattern",))
+    assert build_report(folder).factorial.empty and not (folder / "factorial.csv").exists()
+
+
+def test_committed_grid_files_say_how_their_tables_read():
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    for name in ("gate_init", "gate_lr_cpu", "stage_placement"):
+        assert yaml.safe_load((experiments / f"{name}.yaml").read_text())["report"]["metric"] == "val_acc", name
+    assert yaml.safe_load((experiments / "gate_lr_cpu.yaml").read_text())["report"]["baseline"] == \
+        "p3c/gate_lr_scale=1"
+    where_and_how = load_grid(experiments / "where_and_how_cpu.yaml")  # its report section is valid, too
+    assert yaml.safe_load((experiments / "where_and_how_cpu.yaml").read_text())["report"] == \
+        {"within": ["model.gate"], "factorial": ["model.pattern", "model.gate"]} and len(where_and_how.runs) == 45
