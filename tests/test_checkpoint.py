@@ -20,7 +20,7 @@ from attnplace.train.fit import fit, make_datamodule, make_trainer
 from attnplace.train.module import PlacementModule
 from attnplace.train.record import RunRecorder
 from conftest import comparable
-from test_data import image_tree, write_tree
+from dataset_files import image_tree, write_tree
 from test_train import TINY
 
 # 150 training images in batches of 50: 3 steps an epoch.

@@ -291,7 +291,7 @@ def test_a_payload_runs_in_the_grids_folder_with_its_relative_data_path(tmp_path
     data path and run folder still mean what they meant where the grid started."""
     from attnplace.grid.worker import run_payload
     from attnplace.train.config import load_config
-    from test_data import image_tree, write_tree
+    from dataset_files import image_tree, write_tree
 
     write_tree(tmp_path / "grid" / "images", image_tree(classes=("ant", "bee"), per_class=6, size=(8, 8)))
     monkeypatch.chdir(tmp_path / "grid")
