@@ -17,6 +17,8 @@ from attnplace.grid.spec import load_grid
 from attnplace.report.build import build_report, write_report
 from attnplace.report.plots import plot_pairs
 
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
 
 # ---------------------------------------------------------------- every variant against every other
 
@@ -226,25 +228,23 @@ def test_factorial_axes_must_be_placement_axes_that_cross(tmp_path):
 
 
 def test_committed_grid_files_say_how_their_tables_read():
-    experiments = Path(__file__).resolve().parents[1] / "experiments"
     for name in ("gate_init", "gate_lr_cpu", "stage_placement"):
-        assert yaml.safe_load((experiments / f"{name}.yaml").read_text())["report"]["metric"] == "val_acc", name
-    assert yaml.safe_load((experiments / "gate_lr_cpu.yaml").read_text())["report"]["baseline"] == \
+        assert yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())["report"]["metric"] == "val_acc", name
+    assert yaml.safe_load((EXPERIMENTS / "gate_lr_cpu.yaml").read_text())["report"]["baseline"] == \
         "p3c/gate_lr_scale=1"
-    where_and_how = load_grid(experiments / "where_and_how_cpu.yaml")  # its report section is valid, too
-    assert yaml.safe_load((experiments / "where_and_how_cpu.yaml").read_text())["report"] == \
+    where_and_how = load_grid(EXPERIMENTS / "where_and_how_cpu.yaml")  # its report section is valid, too
+    assert yaml.safe_load((EXPERIMENTS / "where_and_how_cpu.yaml").read_text())["report"] == \
         {"within": ["model.gate"], "factorial": ["model.pattern", "model.gate"]} and len(where_and_how.runs) == 45
 
 
 def test_the_bf16_where_and_how_study_is_the_fp32_one_in_bf16():
     """Two studies of one question on two CPUs: they may differ in the precision and name only, so that their
     answers can be set side by side."""
-    experiments = Path(__file__).resolve().parents[1] / "experiments"
-    fp32, bf16 = (yaml.safe_load((experiments / f"{n}.yaml").read_text())
+    fp32, bf16 = (yaml.safe_load((EXPERIMENTS / f"{n}.yaml").read_text())
                   for n in ("where_and_how_cpu", "where_and_how_bf16_cpu"))
     assert (fp32["base"]["trainer"].pop("precision"), bf16["base"]["trainer"].pop("precision")) == \
         ("32-true", "bf16-mixed")
     assert {**fp32, "name": None} == {**bf16, "name": None}
-    runs = [load_grid(experiments / f"{n}.yaml").runs for n in ("where_and_how_cpu", "where_and_how_bf16_cpu")]
+    runs = [load_grid(EXPERIMENTS / f"{n}.yaml").runs for n in ("where_and_how_cpu", "where_and_how_bf16_cpu")]
     assert [r.axes for r in runs[0]] == [r.axes for r in runs[1]] and len(runs[1]) == 45
     assert {r.config.trainer.precision for r in runs[1]} == {"bf16-mixed"}
