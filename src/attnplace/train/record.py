@@ -79,6 +79,19 @@ def hardware_of(environment: dict) -> str | None:
     return device.split(":", 1)[1].strip() if device.startswith("cuda") else environment.get("cpu")
 
 
+def hardware_kind(environment: dict) -> str | None:
+    """The hardware kind a run's seed block is bound to: what the Ray node it trained on declared at
+    `ray start` (README, "On a cluster"), else what its probe saw (`hardware_of`)."""
+    return environment.get("declared_hardware") or hardware_of(environment)
+
+
+def run_ended(record: dict) -> bool:
+    """Whether a run has its result: completed, or failed in training (a diverged run is a result). A run
+    that failed before training (its data missing, say) has none yet and is tried again."""
+    return record.get("status") == "completed" or (record.get("status") == "failed"
+                                                   and record.get("failed_epoch") is not None)
+
+
 def hardware_here(device: str) -> str:
     """`hardware_of` a run that trains on `device` (`cuda` or `cpu`) on this machine."""
     import torch
