@@ -250,3 +250,4 @@ def test_a_grid_worker_reports_an_unwritable_run_folder_and_the_cause_its_grid_s
     assert (result["status"], result["user_error"]) == ("running", True)  # the record as last written
     assert result["error"] == f"cannot write the run folder {run_dir}: {err.strerror}"
     assert result["cause"] == f"cannot write the run folders in {tmp_path / 'runs'}: {err.strerror}"
+    assert result["unwritable"] is True  # which stops a grid at this run, wherever it falls

@@ -14,8 +14,9 @@ import yaml
 
 from attnplace.cli import main
 from attnplace.errors import UserError
-from attnplace.grid import runner
+from attnplace.grid import local, runner
 from attnplace.grid.calls import read_calls
+from attnplace.grid.blocks import read_blocks, schedule
 from attnplace.grid.runner import auto_workers, dry_run_table, plan, run_status
 from attnplace.grid.spec import load_grid
 from attnplace.train.record import cpu_model
@@ -46,11 +47,12 @@ def test_dry_run_lists_runs_and_their_status(tmp_path, capsys):
     (Path(done.config.run_dir) / "record.json").write_text(json.dumps({"status": "completed"}))
     assert main(["grid", str(path), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["id", "status", "model.pattern", "seed"]
-    assert lines[1].split() == [grid.runs[0].id, "new", "none", "0"]
-    assert lines[2].split() == [done.id, "completed", "p1", "0"]
+    assert lines[:2] == ["blocks: 0 of 1 wanted complete", "  to start here: seed 0"]
+    assert lines[2].split() == ["id", "status", "here", "model.pattern", "seed"]
+    assert lines[3].split() == [grid.runs[0].id, "new", "train", "none", "0"]
+    assert lines[4].split() == [done.id, "completed", "-", "p1", "0"]
     assert not (tmp_path / "out" / "g" / "grid.json").exists()  # a dry run trains and writes nothing
-    assert dry_run_table(grid) == "\n".join(lines)
+    assert dry_run_table(schedule(grid, [cpu_model()])) == "\n".join(lines)
 
 
 @pytest.mark.parametrize("spec,message", [
@@ -69,13 +71,13 @@ def test_bad_grid_files_give_one_line_errors(tmp_path, spec, message):
 @pytest.fixture
 def workers_started(monkeypatch) -> list:
     """The worker processes that grids start in this test (one entry each: its GPU, None on a CPU)."""
-    started, start = [], runner.Worker.__init__
+    started, start = [], local.Worker.__init__
 
     def counted(self, gpu):
         started.append(gpu)
         start(self, gpu)
 
-    monkeypatch.setattr(runner.Worker, "__init__", counted)
+    monkeypatch.setattr(local.Worker, "__init__", counted)
     return started
 
 
@@ -153,27 +155,23 @@ def test_an_unwritable_run_folder_stops_the_grid_with_one_line(tmp_path, capsys)
                                        f"{tmp_path / 'out' / 'elsewhere'}: File exists\n")
 
 
-def test_a_grid_begun_on_other_hardware_stops_before_training_unless_mixing_is_allowed(tmp_path, capsys):
-    """Its completed run trained on another CPU model: the same configs compute other numbers here, so the
-    runs left stop with one line, before their folders hold a record; allowed, they train."""
+def test_a_run_handed_to_other_hardware_than_its_blocks_refuses_in_one_line_unless_mixing_is_allowed(tmp_path):
+    """The worker's own guard, for a payload that reaches it anyway (a Ray node, a hand-run payload): its seed
+    block trained on another CPU model, so the same config would compute other numbers here. It stops before
+    its folder holds a record; allowed, it trains."""
+    from attnplace.grid.worker import make_payload, run_payload
+
     base = {**TINY_BASE, "trainer": {**TINY_BASE["trainer"], "max_epochs": 1}}
-    path = write_grid(tmp_path, {"model.pattern": ["none", "p1", "p4"]}, name="moved", base=base)
-    grid = load_grid(path)
+    grid = load_grid(write_grid(tmp_path, {"model.pattern": ["none"]}, name="moved", base=base))
     other = "AMD EPYC, torch kernels AVX2" if "EPYC" not in cpu_model() else "Intel Xeon, torch kernels AVX512"
-    done = Path(grid.runs[0].config.run_dir)
-    done.mkdir(parents=True)
-    (done / "record.json").write_text(json.dumps({"status": "completed", "environment": {"device": "cpu: 2 cores",
-                                                                                         "cpu": other}}))
-    assert runner.trained_on(grid) == [other]
-    assert main(["grid", str(path)]) == 2
-    assert capsys.readouterr().err == (
-        f"attnplace: error: this grid's completed runs trained on {other}, this machine is {cpu_model()}: the "
-        f"same configs compute other numbers on other hardware, so its table would mix the two; finish the grid "
-        f"on the hardware it started on, or pass --allow-mixed-environments (the first 2 runs failed on it; grid "
-        f"stopped)\n")
-    assert [run_status(r) for r in grid.runs] == ["completed", "new", "new"]
-    counts = runner.run_grid(grid, allow_mixed_environments=True, echo=lambda line: None)
-    assert counts["completed"] == 3 and [run_status(r) for r in grid.runs] == ["completed"] * 3
+    result = run_payload(make_payload(grid.runs[0], grid, 1, {"hardware": [other]}))
+    assert (result["status"], result["user_error"]) == ("failed", True)
+    assert result["error"] == (
+        f"seed 0's block trained on {other}, this machine is {cpu_model()}: the same configs compute other numbers "
+        f"on other hardware, so the block's pairs would mix the two; finish the block on the hardware it started "
+        f"on, or pass --allow-mixed-environments")
+    assert run_status(grid.runs[0]) == "new"
+    assert run_payload(make_payload(grid.runs[0], grid, 1, {"hardware": None}))["status"] == "completed"
 
 
 def test_runs_that_fail_on_one_cause_stop_the_grid_though_their_messages_differ():
@@ -212,11 +210,11 @@ def test_a_worker_per_run_gives_the_same_records_as_one_worker_for_all(tmp_path,
 
 
 def test_workers_auto(monkeypatch):
-    monkeypatch.setattr(runner, "_visible_gpus", list)
+    monkeypatch.setattr(runner, "visible_gpus", list)
     for cores, workers in ((1, 1), (2, 2), (64, runner.MAX_CPU_WORKERS)):
         monkeypatch.setattr(runner.os, "cpu_count", lambda cores=cores: cores)
         assert auto_workers() == workers
-    monkeypatch.setattr(runner, "_visible_gpus", lambda: ["0", "1"])
+    monkeypatch.setattr(runner, "visible_gpus", lambda: ["0", "1"])
     assert auto_workers() == 2 * runner.RUNS_PER_GPU
     with pytest.raises(SystemExit):
         main(["grid", "g.yaml", "--workers", "0"])
@@ -274,16 +272,18 @@ UNDER_WAY = {"where_and_how_cpu"}
 @pytest.mark.parametrize("results", sorted(p.parent for p in (ROOT / "results").glob("*/grid.json")),
                          ids=lambda p: p.name)
 def test_committed_results_are_their_grid_files_runs_all_recorded(results, monkeypatch):
-    """A committed table is what its grid file gives today: the same run ids (so the same configs), each
-    recorded as completed. A changed default or grid file that would silently change the runs fails here."""
+    """A committed table is what its grid file gives today: the same run ids (so the same configs) as the list
+    grid.json keeps, which only grows (replacement seeds' blocks included), and as many complete seed blocks as
+    the grid wants. Runs outside complete blocks belong to partial blocks (new, or stopped mid-training on other
+    hardware). A changed default or grid file that would silently change the runs fails here."""
     monkeypatch.chdir(ROOT)  # grid files name data relative to the repository root
     grid = load_grid(ROOT / "experiments" / f"{results.name}.yaml", ["output_dir=results"])
-    assert [r.id for r in grid.runs] == json.loads((results / "grid.json").read_text())["runs"]
-    statuses = [run_status(r) for r in grid.runs]
-    if results.name in UNDER_WAY:
-        assert "completed" in statuses and set(statuses) <= {"completed", "new", "running"}
-    else:
-        assert statuses == ["completed"] * len(grid.runs)
+    assert grid.describe()["runs"] == json.loads((results / "grid.json").read_text())["runs"]
+    blocks = read_blocks(grid)
+    complete = [b for b in blocks if b.complete]
+    assert len(complete) >= (1 if results.name in UNDER_WAY else grid.wanted)
+    assert all(run_status(r) == "completed" for b in complete for r in b.runs)
+    assert {run_status(r) for b in blocks if not b.complete for r in b.runs} <= {"completed", "new", "running"}
 
 
 def test_a_payload_runs_in_the_grids_folder_with_its_relative_data_path(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UnwritableFolder
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -37,12 +37,12 @@ def write_text(path: str | Path, text: str) -> Path:
 
 @contextlib.contextmanager
 def folder_errors(folder: Path, what: str = "run folder"):
-    """An OSError inside (a full, read-only or unwritable disk) becomes a UserError naming `folder` and the
-    OS error. Its `cause` names the disk's place, `folder`'s parent, not the folder: a grid whose run
+    """An OSError inside (a full, read-only or unwritable disk) becomes an `UnwritableFolder` naming `folder`
+    and the OS error. Its `cause` names the disk's place, `folder`'s parent, not the folder: a grid whose run
     folders all fail on it sees one cause."""
     try:
         yield
     except OSError as err:
         reason = err.strerror or str(err)
-        raise UserError(f"cannot write the {what} {folder}: {reason}",
-                        cause=f"cannot write the {what}s in {folder.parent}: {reason}") from None
+        raise UnwritableFolder(f"cannot write the {what} {folder}: {reason}",
+                               cause=f"cannot write the {what}s in {folder.parent}: {reason}") from None

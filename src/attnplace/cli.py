@@ -51,12 +51,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from .grid.runner import auto_workers, dry_run_table, run_grid
+    from .grid.blocks import schedule
+    from .grid.runner import auto_workers, dry_run_table, hardware_here_of, run_grid
     from .grid.spec import load_grid
 
     grid = load_grid(args.grid, args.overrides)
     if args.dry_run:
-        print(dry_run_table(grid))
+        here = hardware_here_of(grid, args.launcher, args.allow_mixed_environments)
+        print("\n".join([*grid.notes, dry_run_table(schedule(grid, here, args.retry_failed))]))
         return 0
     workers = auto_workers() if args.workers == "auto" else args.workers
     counts = run_grid(grid, launcher=args.launcher, workers=workers, retry_failed=args.retry_failed,

@@ -17,6 +17,11 @@ class UserError(ValueError):
         self.cause = cause or message
 
 
+class UnwritableFolder(UserError):
+    """A folder that cannot be written: a full, read-only or unwritable disk (`atomic.folder_errors`). Unlike
+    other user errors, one such run in a grid is enough to stop it: every run after it would write there too."""
+
+
 def choices_error(what: str, given: object, valid) -> UserError:
     """`unknown attention 'sse'; valid: cbam, coord, eca, ...` — the standard unknown-name message."""
     return UserError(f"unknown {what} {given!r}; valid: {', '.join(map(str, valid))}")

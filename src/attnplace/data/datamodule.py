@@ -17,7 +17,8 @@ class AttnDataModule(L.LightningDataModule):
     """Serves a registered dataset with a seeded, class-balanced validation carve and batched augmentation.
 
     After `setup()`: `num_classes`, `in_channels`, `image_size` (H, W), `class_names`, `num_train` (after
-    `train_subset`), `mean` and `std` (per channel, 0..1 scale, from the shipped training split).
+    `train_subset`), `mean` and `std` (per channel, 0..1 scale, from the shipped training split), and the
+    dataset's content `fingerprint` (`Splits.fingerprint`).
 
     `val_size` images are carved from train (0: no validation); a dataset that ships a `val/` split uses it
     instead and ignores `val_size`. The training loader's shuffle and augmentation are seeded by
@@ -69,6 +70,7 @@ class AttnDataModule(L.LightningDataModule):
                         "test": (data.test_x, data.test_y)}
         self.num_classes, self.in_channels, self.image_size = data.num_classes, data.in_channels, data.image_size
         self.class_names, self.mean, self.std = data.class_names, data.mean, data.std
+        self.fingerprint = data.fingerprint
         self.num_train = len(train)
 
     def train_dataloader(self) -> BatchLoader:

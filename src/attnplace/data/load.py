@@ -35,6 +35,12 @@ def load_dataset(name: str, path: str | Path | None = None, **options) -> Splits
     return splits
 
 
+def dataset_fingerprint(name: str, path: str | Path | None = None, **options) -> str:
+    """`Splits.fingerprint` of dataset `name` at `path`: loaded as `load_dataset` does, so a grid worker that
+    checks it before a run pays for the load only once (`keep_last_dataset`)."""
+    return load_dataset(name, path, **options).fingerprint
+
+
 def prepare_dataset(name: str, path: str | Path | None = None, **options) -> None:
     """Download and decode into the cache if that has not happened yet; cheap (a hash) once it has."""
     source = _locate(name, path, options)

@@ -21,7 +21,7 @@ PROBE_TIMEOUT_S = 300  # a node's first task imports torch: minutes on a busy no
 
 
 def launch_ray(runs: list[GridRun], grid: Grid, workers: int, address: str | None, gpus_per_run: float,
-               cpus_per_run: float, hardware: list[str] | None = None) -> Iterator[dict]:
+               cpus_per_run: float, guards: dict[str, dict] | None = None) -> Iterator[dict]:
     """Yield each run's result as its task finishes. Fractional `gpus_per_run` (e.g. 0.25) packs small
     models onto one GPU, by Ray's accounting."""
     import ray
@@ -32,7 +32,7 @@ def launch_ray(runs: list[GridRun], grid: Grid, workers: int, address: str | Non
     check_shared_folder(grid.results_dir, cpus_per_run, gpus_per_run)
     task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=NODE_LOSS_RETRIES,
                       retry_exceptions=False)(run_logged)
-    futures = {task.remote(make_payload(run, grid, max(1, int(cpus_per_run)), hardware)): run for run in runs}
+    futures = {task.remote(make_payload(run, grid, max(1, int(cpus_per_run)), (guards or {}).get(run.id))): run for run in runs}
     try:
         while futures:
             ready, _ = ray.wait(list(futures), num_returns=1)

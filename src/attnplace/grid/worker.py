@@ -22,8 +22,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from ..data.load import keep_last_dataset
-from ..errors import UserError
+from ..data.load import dataset_fingerprint, keep_last_dataset
+from ..atomic import folder_errors
+from ..errors import UnwritableFolder, UserError
 from ..quiet import quiet_libraries
 from ..train.config import Config
 from ..train.config_io import from_dict
@@ -31,30 +32,50 @@ from ..train.record import error_line, hardware_here, read_record
 from .spec import Grid, GridRun
 
 
-def make_payload(run: GridRun, grid: Grid, threads: int, hardware: list[str] | None = None) -> dict:
+def make_payload(run: GridRun, grid: Grid, threads: int, guards: dict | None = None) -> dict:
     """What a worker needs; CPU threads are split between parallel runs unless the config fixes them.
-    `hardware`: what the grid's completed runs trained on (`runner.trained_on`), which this run must match."""
+    `guards` (`runner.guards`): `hardware`, the kind this run's seed block is bound to, and `data_fingerprints`,
+    what the grid's earlier runs read; the run must match both."""
     config = run.config.to_dict()
     config["trainer"]["threads"] = config["trainer"]["threads"] or threads
-    return {"config": config, "grid": grid.name, "axes": run.axes, "cwd": os.getcwd(), "hardware": hardware}
+    return {"config": config, "grid": grid.name, "axes": run.axes, "cwd": os.getcwd(), "hardware": None,
+            "data_fingerprints": None, **(guards or {})}
 
 
 def other_hardware(config: Config, hardware: list[str] | None) -> str | None:
-    """Why this run must not train here, when the grid's completed runs trained on other hardware: under one
-    seed every variant starts from the same weights and sees the same batches, and a run on another CPU or GPU
-    model would compute other numbers (README, "Reproducing it"), so its differences would mix the two."""
+    """Why this run must not train here, when its seed block trained on other hardware: under one seed every
+    variant starts from the same weights and sees the same batches, and a run on another CPU or GPU model would
+    compute other numbers (README, "Reproducing it"), so its block's differences would mix the two."""
     here = hardware_here(config.trainer.device())
     if not hardware or here in hardware:
         return None
-    return (f"this grid's completed runs trained on {' and '.join(hardware)}, this machine is {here}: the same "
-            f"configs compute other numbers on other hardware, so its table would mix the two; finish the grid on "
-            f"the hardware it started on, or pass --allow-mixed-environments")
+    return (f"seed {config.seed}'s block trained on {' and '.join(hardware)}, this machine is {here}: the same "
+            f"configs compute other numbers on other hardware, so the block's pairs would mix the two; finish the "
+            f"block on the hardware it started on, or pass --allow-mixed-environments")
+
+
+def other_data(config: Config, fingerprints: list[str] | None) -> str | None:
+    """Why this run must not train on the data at its path: the grid's earlier runs read other data there (the
+    file was replaced, or another machine holds another copy), and a table must not pool the two. Data that
+    cannot be read is left to `fit`, which records why."""
+    if not fingerprints:
+        return None
+    try:
+        here = dataset_fingerprint(config.data.name, config.data.path, **(config.data.synthetic or {}))
+    except (UserError, OSError):
+        return None
+    if here in fingerprints:
+        return None
+    return (f"the data at {config.data.path} (fingerprint {here}) is not what this grid's earlier runs read "
+            f"(fingerprint {', '.join(fingerprints)}): a table never pools two datasets; restore their data, or "
+            f"train into another results folder")
 
 
 def run_payload(payload: dict) -> dict:
     """Train the run described by `payload` ({"config", "grid", "axes", "cwd", "hardware"}); return its id, status,
     error and metrics, and `user_error`: whether it failed on a `UserError` (e.g. missing data), which the grid's
-    other runs are likely to repeat, with that error's `cause` (what they would share).
+    other runs are likely to repeat, with that error's `cause` (what they would share); `unwritable`: whether
+    that error was its folder's (a full disk), which the grid's later runs would repeat, so it stops at once.
 
     Relative paths in the config (the data, the output folder) mean what they meant where the grid was
     started, so the run works in the grid's folder `cwd`: a Ray worker on another node starts elsewhere.
@@ -68,13 +89,16 @@ def run_payload(payload: dict) -> dict:
                 "error": f"the grid's folder {payload['cwd']} does not exist on {socket.gethostname()}; start "
                          f"the grid from a folder every node mounts at the same path"}
     config = from_dict(Config, payload["config"])
-    if mismatch := other_hardware(config, payload.get("hardware")):  # before the run's folder is touched
+    if mismatch := (other_hardware(config, payload.get("hardware"))  # before the run's folder is touched
+                    or other_data(config, payload.get("data_fingerprints"))):
         return {"id": config.run_id, "status": "failed", "error": mismatch, "cause": mismatch, "metrics": {},
                 "user_error": True}
     run_dir = config.resolved_run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    user_error = False
-    with open(run_dir / ".lock", "w") as lock:
+    with folder_errors(run_dir):  # a folder that cannot take the lock: `run_logged` reports it
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(run_dir / ".lock", "w")
+    user_error = unwritable = False
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -86,16 +110,23 @@ def run_payload(payload: dict) -> dict:
             # From the exception, not the record: a run folder that cannot be written keeps its last record.
             record = read_record(run_dir / "record.json") or {"status": "failed"}
             error, user_error, cause = error_line(err), isinstance(err, UserError), getattr(err, "cause", None)
+            unwritable = isinstance(err, UnwritableFolder)
             traceback.print_exc()
     return {"id": config.run_id, "status": record.get("status"), "error": error, "cause": cause,
-            "metrics": record.get("metrics", {}), "user_error": user_error}
+            "metrics": record.get("metrics", {}), "user_error": user_error, "unwritable": unwritable}
 
 
 def run_logged(payload: dict) -> dict:
     """`run_payload`, with this process's output appended to the run's `log.txt` beside its record (on a
-    cluster too: there the record and log land in the shared results folder, not in Ray's node logs)."""
-    with output_to(Path(payload.get("cwd", "."), payload["config"]["run_dir"], "log.txt")):
-        result = run_payload(payload)
+    cluster too: there the record and log land in the shared results folder, not in Ray's node logs). A run
+    folder that cannot take even the log or the lock fails the run as `unwritable`, not the worker process."""
+    run_dir = Path(payload.get("cwd", "."), payload["config"]["run_dir"])
+    try:
+        with output_to(run_dir / "log.txt"):
+            result = run_payload(payload)
+    except UnwritableFolder as err:  # the log's or the lock's; `fit` reports its own
+        result = {"id": run_dir.name, "status": "failed", "error": str(err), "cause": err.cause, "metrics": {},
+                  "user_error": True, "unwritable": True}
     forget_run()
     return result
 
@@ -114,9 +145,11 @@ def output_to(log: Path) -> Iterator[None]:
     Lightning, torch and C libraries print lands there too."""
     sys.stdout.flush()
     sys.stderr.flush()
+    with folder_errors(log.parent):
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(log, "ab")
     saved = [os.dup(1), os.dup(2)]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    with out:
         os.dup2(out.fileno(), 1)
         os.dup2(out.fileno(), 2)
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import atomic_write
+from ..atomic import atomic_write, folder_errors
 from ..errors import UserError
 from ..grid.calls import describe_calls, read_calls
 from .mixing import environment_differences
@@ -175,8 +175,10 @@ def write_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
     if len(report.masks):
         files["masks.csv"] = report.masks.to_csv(index=False)
         files["masks.png"] = png_bytes(plot_masks(report.masks_mean))
-    for name, data in files.items():
-        payload = data.encode("utf-8") if isinstance(data, str) else data
-        # Atomically (temp file + rename): a grid can rewrite its report while someone reads it.
-        report.written.append(atomic_write(results_dir / name, lambda tmp, b=payload: tmp.write_bytes(b)))
+    with folder_errors(results_dir, "results folder"):  # a full or read-only disk: one line, no traceback
+        for name, data in files.items():
+            payload = data.encode("utf-8") if isinstance(data, str) else data
+            # Atomically (temp file + rename): a grid can rewrite its report while someone reads it, and a
+            # write that fails leaves the file as it was.
+            report.written.append(atomic_write(results_dir / name, lambda tmp, b=payload: tmp.write_bytes(b)))
     return report

@@ -43,7 +43,7 @@ def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) ->
         trainer = make_trainer(config, run_dir, recorder, axes)
         recorder.describe(gate_values(module.model), count_params(module.model),
                           count_flops(module.model, data.in_channels, data.image_size),
-                          environment(trainer, config.trainer.resolved()))
+                          environment(trainer, config.trainer.resolved()), data.fingerprint)
         return train(trainer, module, data, recorder, run_dir, best_val=config.trainer.test_on == "best_val")
 
 

@@ -175,11 +175,13 @@ class RunRecorder(L.Callback):
             "axes": axes or {}, "config": config.to_dict(), "run_dir": str(run_dir),
             "sessions": [*earlier_sessions, session()]})
 
-    def describe(self, initial_gates: dict, params: int, flops: int, environment: dict) -> None:
+    def describe(self, initial_gates: dict, params: int, flops: int, environment: dict,
+                 data_fingerprint: str | None = None) -> None:
         """What trains and where: the gates' values before training (the history holds epoch ends only), the
-        network's size, and the environment the run resolved to."""
+        network's size, the environment the run resolved to, and the content fingerprint of the dataset it
+        trains and is tested on (`Splits.fingerprint`), by which a study refuses to pool other data."""
         self.record.update(initial_gates=initial_gates, metrics={"params": params, "flops": flops},
-                           environment=environment)
+                           environment=environment, data_fingerprint=data_fingerprint)
 
     def note(self, line: str) -> None:
         """What this session had to work around before training (an unreadable checkpoint), in its session."""
