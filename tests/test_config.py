@@ -7,7 +7,7 @@ from attnplace.cli import main
 from attnplace.errors import UserError
 from attnplace.train.config import Config, load_config
 from attnplace.train.sections import cpu_has_bf16
-from attnplace.train.config_io import from_dict
+from attnplace.train.config_io import from_dict, merge, parse_override
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -110,8 +110,27 @@ def test_presets_resolve_auto_settings_per_device_and_cpu_capability():
     assert (explicit.precision, explicit.channels_last, explicit.compile) == ("32-true", True, False)
     assert load_config(None, ["trainer.accelerator=cpu"]).trainer.device() == "cpu"
     # The config a run is recorded (and identified) by holds what auto resolved to on this machine.
-    here = load_config(None, []).trainer
-    assert here == auto.resolved() and "auto" not in (here.precision, here.channels_last, here.compile)
+    here = load_config(None, []).trainer  # CIFAR-10's 50,000 training images less 5,000 validation, 30 epochs
+    assert here == auto.resolved(train_images=45_000) and "auto" not in (here.precision, here.channels_last,
+                                                                           here.compile)
+
+
+@pytest.mark.parametrize("overrides,bf16_cpu,compiled", [
+    (["data.train_subset=10000", "trainer.max_epochs=10"], True, True),  # the committed CPU regime: 100,000 images
+    (["data.train_subset=10000", "trainer.max_epochs=10"], False, False),  # fp32 CPU: see compile_pays
+    (["data.train_subset=10000", "trainer.max_epochs=10", "trainer.precision=32-true"], True, False),
+    (["data.train_subset=5000", "trainer.max_epochs=3"], True, False),  # the quickstart: 15,000 images
+    (["data.name=synthetic", "data.path=null", "trainer.max_epochs=3"], True, False),  # smoke-sized
+    (["data.name=imagefolder", "data.path=.", "trainer.max_epochs=30"], True, False),  # size unknown: eager
+    (["data.name=cifar100", "data.val_size=0", "trainer.max_epochs=1"], True, True),  # 50,000 images
+    (["data.train_subset=10000", "trainer.max_epochs=10", "trainer.compile=false"], True, False),  # named: kept
+])
+def test_the_cpu_preset_compiles_a_bf16_run_long_enough_to_pay_as_its_config_tells(overrides, bf16_cpu, compiled):
+    """The rule reads the config and the CPU's flags, nothing else (not the compile cache): the same command gets
+    the same run id, cold cache or warm."""
+    config = from_dict(Config, merge({}, dict(parse_override(o) for o in overrides)))
+    resolved = config.trainer.resolved("cpu", bf16_cpu=bf16_cpu, train_images=config.data.train_images())
+    assert resolved.compile is compiled
 
 
 def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path):

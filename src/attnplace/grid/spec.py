@@ -169,7 +169,7 @@ def fixed_preset(base: dict, axes: dict, ledger: Ledger, results_dir: Path) -> t
     those fixed at its first call (grid.json; for a grid.json older than that, what its first recorded run
     resolved to), else this machine's preset. A study keeps one precision and compile mode wherever it resumes.
     The notes name each fixed value that differs from this machine's preset."""
-    here = from_dict(Config, base).trainer.resolved()
+    here = canonical(from_dict(Config, base)).trainer
     here = {key: getattr(here, key.split(".")[1]) for key in PRESET_KEYS}
     fixed = ledger.preset or ledger.preset_of_records(results_dir) or here
     notes = [f"{key}={fixed[key]} as fixed at this grid's first call (grid.json); this machine's preset is "

@@ -95,7 +95,7 @@ def canonical(config: Config) -> Config:
     """
     m = _resolve_gates(config.model)
     block = PATTERNS.get(m.pattern)
-    trainer = config.trainer.resolved()
+    trainer = config.trainer.resolved(train_images=config.data.train_images())
     if not hasattr(block, "uses"):  # a pattern class outside the ResidualBlock family declares nothing: keep all
         return dataclasses.replace(config, model=m, trainer=trainer)
     uses = block.uses(m)

@@ -18,7 +18,8 @@ from ..models import count_flops, count_params, gate_values
 from .checkpoint import RunFolderCheckpointIO, resume_point
 from .config import Config
 from .module import DivergedError, PlacementModule
-from .record import RunRecorder, environment, error_line, read_record
+from .compiling import compile_cache_dir, compile_summary, start_counting, use_compile_cache
+from .record import RunRecorder, environment, error_line, hardware_here, read_record
 from .telemetry import MaskTelemetry
 
 
@@ -40,6 +41,9 @@ def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) ->
         L.seed_everything(config.seed, verbose=False)
         recorder = RunRecorder.for_run(run_dir, config, grid, axes, (previous or {}).get("sessions", []))
         data, module = setup(config, recorder)
+        if module.compile_model:
+            use_compile_cache(compile_cache_dir(config.output_dir, hardware_here(config.trainer.device())))
+            start_counting()
         trainer = make_trainer(config, run_dir, recorder, axes)
         recorder.describe(gate_values(module.model), count_params(module.model),
                           count_flops(module.model, data.in_channels, data.image_size),
@@ -76,6 +80,8 @@ def train(trainer: L.Trainer, module: PlacementModule, data: AttnDataModule, rec
         best = run_dir / "best.ckpt" if best_val else None
         tested = trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)[0]
         recorder.add_metrics(final_metrics(recorder.history, tested, best is not None))
+        if module.compile_model:
+            recorder.note("compile", compile_summary())
     except DivergedError as err:
         return recorder.write("failed", error=str(err), failed_epoch=trainer.current_epoch)
     except OSError:  # the run folder: `folder_errors` says so, and the record stays as last written
@@ -94,7 +100,7 @@ def resume_checkpoint(run_dir: Path, recorder: RunRecorder) -> Path | None:
     checkpoint, note = resume_point(run_dir)
     if note:
         print(f"{run_dir}: {note}", file=sys.stderr, flush=True)
-        recorder.note(note)
+        recorder.note("resume_note", note)
     return checkpoint
 
 
@@ -142,6 +148,9 @@ def make_trainer(config: Config, run_dir: Path, recorder: RunRecorder, axes: dic
         deterministic=t.deterministic, logger=make_loggers(config, run_dir, axes), callbacks=callbacks,
         log_every_n_steps=t.gate_log_every_n_steps, enable_progress_bar=t.progress_bar,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=run_dir,
+        # no_grad, not inference_mode, for validation and test: a compiled graph guards on the tensors' dispatch
+        # keys, and inference tensors lack autograd's, so the test would compile the eval graph a second time.
+        inference_mode=not t.resolved().compile,
         plugins=[RunFolderCheckpointIO()],
     )
 
@@ -202,4 +211,7 @@ def summary_line(record: dict) -> str:
         return f"{record['id']}: {record['status']} ({record['error']}); record: {where}"
     best = f", best val {m['best_val_acc']:.2%}" if m.get("best_val_acc") is not None else ""
     speed = f", {m['train_images_per_s']:.0f} img/s" if m.get("train_images_per_s") else ""
-    return f"{record['id']}: test acc {m['test_acc']:.2%}{best}, {m['duration_s']:.0f} s{speed}; record: {where}"
+    compiled = (record.get("sessions") or [{}])[-1].get("compile")
+    compiled = f", compiled in {compiled['seconds']:.0f} s ({compiled['cache']} cache)" if compiled else ""
+    return (f"{record['id']}: test acc {m['test_acc']:.2%}{best}, {m['duration_s']:.0f} s{speed}{compiled}; "
+            f"record: {where}")

@@ -15,6 +15,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import lightning as L
 
@@ -42,7 +43,8 @@ def error_line(err: BaseException) -> str:
 
 
 def environment(trainer: L.Trainer, settings: TrainerConfig) -> dict:
-    """Versions, device, host and CPU, and the trainer settings as resolved there (`settings.resolved()`)."""
+    """Versions, device, host and CPU, and the trainer settings as resolved there (`settings.resolved()`); on a
+    Ray node that declared its hardware kind, that kind too (`declared_hardware`) beside what the probe saw."""
     import timm
     import torch
     import torchvision
@@ -54,6 +56,7 @@ def environment(trainer: L.Trainer, settings: TrainerConfig) -> dict:
         "lightning": L.__version__, "timm": timm.__version__, "device": f"{device.type}: {name}",
         "precision": str(trainer.precision), "channels_last": settings.channels_last, "compile": settings.compile,
         "torch_threads": torch.get_num_threads(), "host": socket.gethostname(), "cpu": cpu_model(),
+        "declared_hardware": declared_hardware(),
     }
 
 
@@ -83,6 +86,31 @@ def hardware_kind(environment: dict) -> str | None:
     """The hardware kind a run's seed block is bound to: what the Ray node it trained on declared at
     `ray start` (README, "On a cluster"), else what its probe saw (`hardware_of`)."""
     return environment.get("declared_hardware") or hardware_of(environment)
+
+
+HARDWARE_RESOURCE = "hardware:"  # a Ray node of hardware kind K declares resource "hardware:K" (escaped)
+DECLARED_AMOUNT = 1000  # what a node declares of it: far more than the runs it will ever hold at once
+
+
+def hardware_resource(kind: str) -> str:
+    """The Ray resource by which a node declares hardware kind `kind` at `ray start` (README, "On a cluster").
+    Ray hands a node's resources to its raylet as one comma-separated list, so a kind's commas (and `%`, quotes,
+    anything outside printable ASCII) are percent-escaped; the rest stays readable in `ray status`."""
+    return HARDWARE_RESOURCE + quote(kind, safe=" ()@+:/")
+
+
+def resource_hardware(resource: str) -> str | None:
+    """The hardware kind a Ray resource declares (`hardware_resource` undone); None for any other resource."""
+    return unquote(resource.removeprefix(HARDWARE_RESOURCE)) if resource.startswith(HARDWARE_RESOURCE) else None
+
+
+def declared_hardware() -> str | None:
+    """The hardware kind this Ray task was placed by: the declared kind whose resource it holds (grid/cluster.py
+    pins each seed block to one). None outside a Ray task, or for a task that asked for no kind."""
+    ray = sys.modules.get("ray")  # imported only where a Ray task runs this: ray is optional
+    if ray is None or not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
+        return None
+    return next(filter(None, map(resource_hardware, ray.get_runtime_context().get_assigned_resources())), None)
 
 
 def run_ended(record: dict) -> bool:
@@ -183,9 +211,10 @@ class RunRecorder(L.Callback):
         self.record.update(initial_gates=initial_gates, metrics={"params": params, "flops": flops},
                            environment=environment, data_fingerprint=data_fingerprint)
 
-    def note(self, line: str) -> None:
-        """What this session had to work around before training (an unreadable checkpoint), in its session."""
-        self.record["sessions"][-1]["resume_note"] = line
+    def note(self, key: str, value) -> None:
+        """What this session alone did, in its session: `resume_note`, what it had to work around before training
+        (an unreadable checkpoint); `compile`, what compiling cost it (`compiling.compile_summary`)."""
+        self.record["sessions"][-1][key] = value
 
     def add_metrics(self, metrics: dict) -> None:
         self.record["metrics"].update(metrics)

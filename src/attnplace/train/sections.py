@@ -70,6 +70,15 @@ class DataConfig:
     eval_batch_size: int = 1000
     synthetic: dict | None = None  # options of the `synthetic` dataset (smoke tests only)
 
+    def train_images(self) -> int | None:
+        """Training images per epoch as the config alone tells: the subset, or a shipped dataset's size less the
+        validation carve; None for an image folder of unknown size. (The CPU preset's compile rule reads it,
+        and may read nothing but the config.)"""
+        if self.train_subset is not None:
+            return self.train_subset
+        shipped = SHIPPED_TRAIN_IMAGES.get(self.name) or (self.synthetic or {}).get("num_train")
+        return None if shipped is None else max(0, shipped - self.val_size)
+
     def __post_init__(self):
         from ..data import AUGMENTS, DATASETS
 
@@ -123,7 +132,11 @@ class OptimConfig:
                  "in (0, 1) with nesterov=true (Nesterov needs momentum), or set optim.nesterov=false")
 
 
+# Training images the datasets of fixed size ship (synthetic: its `num_train`, default 1000).
+SHIPPED_TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "fashion-mnist": 60_000, "synthetic": 1000}
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "auto")
+# The CPU preset compiles a run that trains at least this many images (epochs × images per epoch): see `resolved`.
+CPU_COMPILE_MIN_IMAGES = 50_000
 TEST_ON = ("final", "best_val")  # which weights the test split sees: the last epoch's, or the best validation's
 
 
@@ -158,7 +171,8 @@ class TrainerConfig:
 
         return "cuda" if self.accelerator != "cpu" and torch.cuda.is_available() else "cpu"
 
-    def resolved(self, device: str | None = None, bf16_cpu: bool | None = None) -> "TrainerConfig":
+    def resolved(self, device: str | None = None, bf16_cpu: bool | None = None,
+                 train_images: int | None = None) -> "TrainerConfig":
         """These settings with `auto`/null made concrete for `device` (default: `self.device()`).
 
         The presets are measured (benchmarks/train_throughput.py, results/benchmarks/):
@@ -167,17 +181,36 @@ class TrainerConfig:
           bf16 autocast and channels_last (1.5x fp32 eager on a 2-core Zen 4).
         - Any other CPU: fp32 and channels_last (1.14x fp32 eager on a 2-core Zen 3, where emulated bf16
           runs at a tenth of fp32's speed).
-        torch.compile stays off on CPUs: it does not pay back its warm-up within one run of the committed CPU
-        setup (100,000 training images): on the Zen 3, 1.16x channels_last eager after 81 s of compiling,
-        about 473 s of training against 455 s eager; on a Zen 4 (issue "CPU at its ceiling") 1.2x after ~55 s.
-        Values set explicitly are kept.
+        - torch.compile on a CPU where it pays back (`compile_pays`).
+        `train_images` (training images per epoch, `DataConfig.train_images`) is what the compile rule reads of
+        the run. Values set explicitly are kept.
         """
         gpu = (device or self.device()) == "cuda"
         bf16 = gpu or (cpu_has_bf16() if bf16_cpu is None else bf16_cpu)
+        precision = ("bf16-mixed" if bf16 else "32-true") if self.precision == "auto" else self.precision
+        images = self.max_epochs * train_images if train_images else None
         return dataclasses.replace(
-            self, precision=("bf16-mixed" if bf16 else "32-true") if self.precision == "auto" else self.precision,
-            channels_last=True if self.channels_last is None else self.channels_last,
-            compile=gpu if self.compile is None else self.compile)
+            self, precision=precision, channels_last=True if self.channels_last is None else self.channels_last,
+            compile=compile_pays(gpu, precision, images) if self.compile is None else self.compile)
+
+
+def compile_pays(gpu: bool, precision: str, images: int | None) -> bool:
+    """Whether the preset compiles a run: always on a GPU; on a CPU when the run trains in bf16 and at least
+    `CPU_COMPILE_MIN_IMAGES` images, as far as the config tells (`images`: epochs × training images, None when
+    the config does not say).
+
+    Why (2-core CPUs, ResNet-20 p4/se, batch 128; results/benchmarks/): compiling costs ~55–100 s per network
+    in a cold cache and ~3–5 s warm (`compiling.py`: the cache beside the results; a grid's later seed blocks
+    are warm). On an AMD EPYC with AVX512-BF16, bf16 + channels_last trains 646 img/s compiled against 446
+    eager in `attnplace fit` (1.45x): over the committed CPU regime's 100,000 images that saves ~70 s a run,
+    more than a cold compile costs, so the rule compiles from 50,000 images on. Shorter runs (the quickstart's
+    15,000, the smoke grid, the tests) stay eager: a cold compile would cost more than it saves. In fp32 compile
+    gives 1.16x on the Zen 3 (cpu_ceiling.md): ~35 s a run of 100,000 images, less than a cold compile, so the
+    rule leaves fp32 eager. The rule reads only the config and the CPU's flags, never the cache's state, so the
+    same command keeps its run id once the cache is warm."""
+    if gpu:
+        return True
+    return precision == "bf16-mixed" and images is not None and images >= CPU_COMPILE_MIN_IMAGES
 
 
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
