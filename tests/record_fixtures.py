@@ -64,13 +64,15 @@ P1 = [0.90, 0.92, 0.94]
 
 
 def write_results(root: Path) -> Path:
-    """A small grid: baseline and p1 on seeds 0-2, p2 with one failure, p3 one seed, p4 all failed,
-    one running run, a corrupt and a partial record."""
+    """A small grid: baseline and p1 on seeds 0-2, p2 with one failure, p3 one completed seed (two failed), p4
+    all failed (failed runs end their blocks: seeds 0-2 are complete), seed 3's block with one run stopped
+    mid-training (partial: left out of the tables), a corrupt and a partial record."""
     recs = [record("none", s, a) for s, a in enumerate(BASE)]
     recs += [record("p1", s, a, history=P1_HISTORY[s]) for s, a in enumerate(P1)]
     recs += [record("p2", 0, 0.95), record("p2", 1, 0.93),
              record("p2", 2, None, status="failed", history=[{"epoch": 0, "gates": gates(9, 9, 9)}])]
-    recs += [record("p3", 0, 0.91), record("p4", 0, None, status="failed"), record("p3", 1, None, status="running")]
+    recs += [record("p3", 0, 0.91), *(record("p3", s, None, status="failed") for s in (1, 2))]
+    recs += [*(record("p4", s, None, status="failed") for s in range(3)), record("p3", 3, None, status="running")]
     write_runs(root, recs, {"model.pattern": ["none", "p1", "p2", "p3", "p4"],
                                 "model.attention": ["se"], "seed": [0, 1, 2]})
     write_raw(root, "corrupt", '{"id": "corrupt", "status": ')

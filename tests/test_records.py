@@ -16,7 +16,7 @@ from attnplace.report.records import load_records
 
 def test_load_records_skips_bad_files_and_reports_them(results):
     runs, problems = load_records(results)
-    assert len(runs) == 12
+    assert len(runs) == 15  # seeds 0-2 of 5 variants; seed 3's partial block is left out
     assert sorted(Path(p.split(":")[0]).parent.name for p in problems) == ["corrupt", "partial"]
     assert any("metrics" in p for p in problems)
     assert list(runs.columns[:7]) == ["id", "status", "error", "failed_epoch",
@@ -118,10 +118,12 @@ def test_grid_json_run_list_leaves_earlier_runs_out(tmp_path):
     report = write_report(tmp_path)
     assert sorted(report.runs["id"]) == sorted(r["id"] for r in new)
     assert report.summary.set_index("variant").loc["p1/se", "acc_mean"] == pytest.approx(0.905)
-    assert report.notes == ["4 run folder(s) in runs/ are not in grid.json (an earlier configuration of the grid) "
-                            "and are left out, e.g. resnet20-none-se-s0-e10",
-                            "unfinished: 1 run(s) not started, 0 stopped mid-training (not counted); rerun the "
-                            "grid command to finish them"]
+    assert report.notes[:2] == ["4 run folder(s) in runs/ are not in grid.json (an earlier configuration of the "
+                                "grid) and are left out, e.g. resnet20-none-se-s0-e10",
+                                "unfinished: 1 run(s) not started, 0 stopped mid-training (not counted); rerun the "
+                                "grid command to finish them"]
+    # The id of the run not started names no seed (`-s<seed>-<8 hex>`), so it holds up no block.
+    assert report.notes[2] == "seed blocks in the tables: 2 (seed 0, 1: 2 not saying their hardware)"
     assert report.problems == []  # a run not started yet is pending, not a broken record
     assert "are not in grid.json" in (tmp_path / "summary.md").read_text()
 
@@ -137,8 +139,9 @@ def test_mixed_precisions_are_refused_in_one_line(tmp_path, capsys):
     with pytest.raises(UserError) as err:
         load_records(tmp_path)
     assert str(err.value) == (f"{tmp_path}: runs differ in precision (32-true: 2 run(s), bf16-mixed: 2 run(s)); a "
-                              f"table never mixes device types, hardware, precisions or compile settings: keep each "
-                              f"in its own results folder, or pass --allow-mixed-environments to compare them anyway")
+                              f"table never mixes device types, precisions or compile settings, nor hardware within a "
+                              f"seed block: keep each in its own results folder, or pass --allow-mixed-environments to "
+                              f"compare them anyway")
     assert main(["report", str(tmp_path)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     report = write_report(tmp_path, allow_mixed_environments=True)
@@ -147,25 +150,28 @@ def test_mixed_precisions_are_refused_in_one_line(tmp_path, capsys):
     assert "warning: runs differ in precision" in (tmp_path / "summary.md").read_text()
 
 
-def test_device_types_hardware_and_compile_must_match_but_not_the_core_count(tmp_path):
+def test_device_types_and_compile_must_match_but_not_the_core_count(tmp_path):
+    """`_environments` gives seed 0's block the first environment and seed 1's the second: device type and compile
+    must agree across blocks, hardware only within one (tests/test_report_blocks.py)."""
     cores = _environments(environment(device="cpu: 2 cores"), environment(device="cpu: 16 cores"))
     assert len(load_records(write_runs(tmp_path / "cores", cores))[0]) == 4  # one CPU model, threads fixed
     mixed = _environments(environment(device="cpu: 2 cores"), environment(device="cuda: NVIDIA H200", compile=True))
-    with pytest.raises(UserError, match=r"runs differ in device \(cpu: 2 run\(s\), cuda: 2 run\(s\)\), hardware "
-                                        r"\(AMD EPYC, torch kernels AVX2: 2 run\(s\), NVIDIA H200: 2 run\(s\)\), "
+    with pytest.raises(UserError, match=r"runs differ in device \(cpu: 2 run\(s\), cuda: 2 run\(s\)\), "
                                         r"compile \(False: 2 run\(s\), True: 2 run\(s\)\);"):
         load_records(write_runs(tmp_path / "mixed", mixed))
     gpus = _environments(environment(device="cuda: NVIDIA H200"), environment(device="cuda: NVIDIA A100"))
-    with pytest.raises(UserError, match=r"runs differ in hardware \(NVIDIA H200: 2 run\(s\), NVIDIA A100: 2 "):
-        load_records(write_runs(tmp_path / "gpus", gpus))
+    assert load_records(write_runs(tmp_path / "gpus", gpus))[0]["hardware"].tolist() == \
+        ["NVIDIA H200", "NVIDIA A100"] * 2  # one GPU model per seed block
 
 
-def test_runs_on_two_cpu_models_are_refused_and_older_records_without_one_do_not_count(tmp_path):
-    """fp32 on an AMD EPYC (AVX2) and on an Intel Xeon (AVX512) trains the same config to other numbers."""
+def test_a_seed_block_on_two_cpu_models_is_refused_and_older_records_without_one_do_not_count(tmp_path):
+    """fp32 on an AMD EPYC (AVX2) and on an Intel Xeon (AVX512) trains the same config to other numbers, so a block,
+    whose variants the table pairs, keeps to one of them."""
     xeon = "Intel(R) Xeon(R) Processor, torch kernels AVX512"
-    mixed = _environments(environment(), environment(cpu=xeon))
-    with pytest.raises(UserError, match=r"runs differ in hardware \(AMD EPYC, torch kernels AVX2: 2 run\(s\), "
-                                        r"Intel\(R\) Xeon\(R\) Processor, torch kernels AVX512: 2 run\(s\)\);"):
+    mixed = _environments(environment(), environment(cpu=xeon), environment(cpu=xeon), environment())
+    with pytest.raises(UserError, match=r"runs differ in hardware within seed block 0 \(AMD EPYC, torch kernels "
+                                        r"AVX2: 1 run\(s\), Intel\(R\) Xeon\(R\) Processor, torch kernels AVX512: "
+                                        r"1 run\(s\)\) and 1 more block\(s\);"):
         load_records(write_runs(tmp_path / "mixed", mixed))
     unknown = environment()
     del unknown["cpu"]
@@ -202,6 +208,6 @@ def test_runs_without_an_environment_do_not_count(tmp_path):
     """A run that failed before training has no environment; older records without `compile` ran eager."""
     old = environment()
     del old["compile"], old["channels_last"]
-    recs = _environments(environment(), old) + [record("p2", 0, None, status="failed", environment={})]
+    recs = _environments(environment(), old) + [record("p2", s, None, status="failed", environment={}) for s in (0, 1)]
     runs, _ = load_records(write_runs(tmp_path, recs))
-    assert len(runs) == 5 and runs["compile"].tolist()[:4] == [False] * 4
+    assert len(runs) == 6 and runs["compile"].tolist()[:4] == [False] * 4

@@ -138,14 +138,17 @@ def test_failed_runs_are_counted_not_averaged_and_pairs_use_the_shared_seeds(res
     assert (p2["effect"], p2["effect_kind"]) == (pytest.approx(0.035 / sd), "d_z")
 
     p3, p4, base = row(summary, "p3/se"), row(summary, "p4/se"), row(summary, "none")
-    assert (p3["n"], p3["failures"], p3["test"]) == (1, 0, "")  # the running run counts nowhere
+    assert (p3["n"], p3["failures"], p3["test"]) == (1, 2, "")  # the running run (seed 3) counts nowhere
     assert math.isnan(p3["acc_std"]) and math.isnan(p3["ci_low"]) and math.isnan(p3["p_value"])
-    assert (p4["n"], p4["failures"]) == (0, 1) and math.isnan(p4["acc_mean"])
+    assert (p4["n"], p4["failures"]) == (0, 3) and math.isnan(p4["acc_mean"])
     assert base["baseline"] and base["diff"] == 0 and math.isnan(base["p_value"]) and base["test"] == ""
 
 
 def test_no_shared_seeds_falls_back_to_welch_with_hedges_g(tmp_path):
+    """Every block is complete, but p1 diverged on seeds 0-2 and the baseline on seeds 3-4: no seed to pair on."""
     recs = [record("none", s, a) for s, a in enumerate(BASE)] + [record("p1", 3, 0.95), record("p1", 4, 0.97)]
+    recs += [record("p1", s, None, status="failed") for s in range(3)]
+    recs += [record("none", s, None, status="failed") for s in (3, 4)]
     p1 = row(summarize(load_records(write_runs(tmp_path, recs))[0]), "p1/se")
     assert (p1["test"], p1["n_pairs"]) == ("welch", 0)
     assert p1["p_value"] == pytest.approx(welch_by_hand([0.95, 0.97], BASE))
@@ -185,8 +188,8 @@ def test_baseline_matches_non_placement_axes_and_pools_attention(tmp_path):
     axes = ("model.backbone", "model.pattern", "model.attention", "seed")
     recs = [record("none", 0, 0.80, axes=axes), record("none", 1, 0.82, attention="cbam", axes=axes),
             record("p1", 0, 0.85, axes=axes), record("p1", 1, 0.88, axes=axes),
-            record("none", 0, 0.60, backbone="resnet56", axes=axes),
-            record("p1", 0, 0.70, backbone="resnet56", axes=axes)]
+            *(record(p, s, a, backbone="resnet56", axes=axes)  # every block holds every variant of every group
+              for p, s, a in (("none", 0, 0.60), ("none", 1, 0.62), ("p1", 0, 0.70), ("p1", 1, 0.72)))]
     summary = summarize(load_records(write_runs(tmp_path, recs))[0])
     assert list(summary["variant"]) == ["resnet20/none", "resnet20/p1/se", "resnet56/none", "resnet56/p1/se"]
     assert row(summary, "resnet20/none")["n"] == 2

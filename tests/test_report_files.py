@@ -109,7 +109,7 @@ def _masked(root: Path) -> Path:
         history = [{"epoch": 0, "masks": masks(mean - 0.1, gain)}, {"epoch": 1, "masks": masks(mean, gain)}]
         recs.append(record("p1", seed, 0.82, history=history))
     history = [{"epoch": 0, "masks": {**masks(0.3, 1.0, "attn_s"), **masks(0.6, 0.8, "attn_r")}}]
-    recs.append(record("p4", 0, 0.81, history=history))
+    recs += [record("p4", seed, 0.81, history=history) for seed in (0, 1)]
     return write_runs(root, recs)
 
 
@@ -117,7 +117,7 @@ def test_masks_csv_long_form_and_per_stage_means(tmp_path):
     report = write_report(_masked(tmp_path))
     long = pd.read_csv(tmp_path / "masks.csv")
     assert list(long.columns) == ["run", "variant", "seed", "epoch", "stage", "block", "module", "stat", "value"]
-    assert len(long) == 2 * 2 * 2 * 3 + 2 * 2 * 3  # p1: 2 seeds x 2 epochs x 2 blocks x 3 stats; p4: 2 modules
+    assert len(long) == 2 * 2 * 2 * 3 + 2 * 2 * 2 * 3  # p1: 2 seeds x 2 epochs x 2 blocks x 3 stats; p4: 2 modules
     first = long[(long["run"] == "resnet20-p1-se-s0") & (long["stat"] == "channel_mean")]
     assert first[["stage", "block", "module"]].drop_duplicates().values.tolist() == \
         [["stage2", "block0", "attn"], ["stage2", "block1", "attn"]]

@@ -3,10 +3,10 @@
 The files are summary.{csv,md,tex} (the markdown document with its caveats), pairs.csv, factorial.csv
 (when the report asks for one), gates and masks and the plots. In this package, `records.py` decides
 which runs form the experiment (`validate.py` checks each record, `mixing.py` refuses mixtures, `runs.py`
-makes their frame), `settings.py` says how the report reads them, `summary.py` builds the statistics
-frames on the formulas of `stats.py` and `anova.py`, `trajectories.py` the gate and mask trajectories,
-`tables.py` and `plots.py` the presentation, and `dashboard.py` the W&B summary run; this module puts
-them together.
+makes their frame, `blocks.py` keeps the counted seed blocks), `settings.py` says how the report reads them,
+`summary.py` builds the statistics frames on the formulas of `stats.py` and `anova.py`, `hardware.py` asks
+whether the hardware changes the answer, `trajectories.py` the gate and mask trajectories, `tables.py` and
+`plots.py` the presentation, and `dashboard.py` the W&B summary run; this module puts them together.
 """
 
 import dataclasses
@@ -19,12 +19,15 @@ import pandas as pd
 from ..atomic import atomic_write, folder_errors
 from ..errors import UserError
 from ..grid.calls import describe_calls, read_calls
+from .blocks import block_kinds
+from .hardware import hardware_tests
 from .mixing import environment_differences
 from .plots import plot_accuracy, plot_factorial, plot_gates, plot_masks, plot_pairs, png_bytes
 from .records import load
 from .settings import REPORT_METRICS, ReportSettings, report_settings
 from .summary import EPOCH_OF, factorial, omnibus, pairs, summarize
-from .tables import factorial_lines, format_latex, format_markdown, format_pairs_markdown, omnibus_lines
+from .tables import (block_lines, counted_line, factorial_lines, format_latex, format_markdown, format_pairs_markdown,
+                     hardware_line, left_out_lines, omnibus_lines)
 from .trajectories import gate_frames, mask_frames
 
 SMALL_N = 3  # below this many seeds a t interval is too wide to say much
@@ -97,8 +100,11 @@ class Report:
     masks_mean: pd.DataFrame
     caveats: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # the terminal's, `block_notes` included
     written: list[Path] = field(default_factory=list)
+    blocks: pd.DataFrame = field(default_factory=pd.DataFrame)  # every seed block (`blocks.seed_blocks`)
+    hardware: pd.DataFrame = field(default_factory=pd.DataFrame)  # hardware × variant (`hardware.hardware_tests`)
+    block_notes: list[str] = field(default_factory=list)  # blocks in the tables, blocks left out, hardware × variant
 
 
 def build_report(results_dir: str | os.PathLike, allow_mixed_environments: bool = False, **overrides) -> Report:
@@ -118,10 +124,17 @@ def build_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
         raise UserError(f"{results_dir}: no completed run has {settings.metric} (val_acc needs data.val_size > 0); "
                         f"valid metrics: {', '.join(REPORT_METRICS)}")
     summary = summarize(loaded.runs, settings)
+    tests = hardware_tests(loaded.runs, settings)
+    block_notes = [counted_line(loaded.blocks, loaded.grid.blocks.wanted), *left_out_lines(loaded.blocks),
+                   _hardware_note(loaded.runs, tests)]
     return Report(loaded.records, loaded.runs, settings, summary, pairs(loaded.runs, settings),
                   omnibus(loaded.runs, settings), factorial(loaded.runs, settings), *gate_frames(loaded.records, loaded.runs),
                   *mask_frames(loaded.records, loaded.runs), caveats(summary, loaded.runs), loaded.problems,
-                  loaded.notes)
+                  loaded.notes + block_notes, blocks=loaded.blocks, hardware=tests, block_notes=block_notes)
+
+
+def _hardware_note(runs: pd.DataFrame, tests: pd.DataFrame) -> str:
+    return hardware_line(tests, block_kinds(runs).value_counts(sort=False))
 
 
 def _markdown_document(results_dir: Path, report: Report) -> str:
@@ -136,7 +149,9 @@ def _markdown_document(results_dir: Path, report: Report) -> str:
              "difference these seeds detect with 80% power at the observed SD of the differences, and the seeds "
              f"±{margin:g} pp would need; the mean rank (1 = best) and wins on the seeds every variant completed.",
              "", format_markdown(report.summary), ""]
-    parts += [f"- {line}" for line in report.caveats + report.notes]
+    parts += [f"- {line}" for line in report.caveats + report.notes if line not in report.block_notes]
+    parts += ["", "## Seed blocks", "", *(f"- {line}" for line in block_lines(report.blocks)),
+              f"- {_hardware_note(report.runs, report.hardware)}"]
     parts += ["", "## Every variant against every other (pairs.csv, pairs.png)", "",
               *(f"- {line}" for line in omnibus_lines(report.omnibus)), "",
               format_pairs_markdown(report.pairs, report.summary, margin)]

@@ -3,9 +3,11 @@
 Apart from `records.py` (which runs) and `runs.py` (their frame): these checks only refuse, they change
 nothing. The runs of a variant may differ only in their seed, with no seed twice, and runs of different
 variants only in their axes and placement options. Nor may they mix environments that compute different
-numbers: device type (`cpu`, `cuda`), hardware (the GPU or CPU model), precision or torch.compile, unless
-the caller allows it (runs without an environment, which failed before training, do not count). The error
-names the differing keys.
+numbers: device type (`cpu`, `cuda`), precision or torch.compile, nor hardware (the GPU or CPU model)
+within a seed block, unless the caller allows it (runs without an environment, which failed before
+training, do not count). Blocks may differ in hardware: each pairs its variants on one kind. The error
+names the differing keys. Runs that read different data (their content fingerprints differ) are refused
+always: no flag pools two datasets.
 """
 
 import functools
@@ -29,14 +31,72 @@ def environment_differences(runs: pd.DataFrame) -> str:
     empty when they agree. A run that does not say (no environment; no CPU model in older records) is not
     counted for that key. A key the grid varies as an axis (`trainer.precision: [32-true, bf16-mixed]`) need
     only agree within each variant: a non-placement axis splits the groups, so every comparison stays within
-    one of its values."""
+    one of its values. Hardware need only agree within each seed block, the runs a table pairs: `hardware
+    within seed block 1 (...)`."""
     axes, parts = set(axis_columns(runs)), []
     for key in ENVIRONMENT:
+        if key == "hardware":
+            parts += _mixed_blocks(runs)
+            continue
         scopes = [runs] if ENVIRONMENT_AXES.get(key) not in axes else [v for _, v in runs.groupby("variant")]
         if any(scope[key].dropna().astype(str).nunique() > 1 for scope in scopes):
-            counts = runs[key].dropna().astype(str).value_counts(sort=False)
-            parts.append(f"{key} ({', '.join(f'{value}: {n} run(s)' for value, n in counts.items())})")
+            parts.append(f"{key} ({_counts(runs[key].dropna().astype(str))})")
     return ", ".join(parts)
+
+
+def _mixed_blocks(runs: pd.DataFrame) -> list[str]:
+    """`hardware within seed block 1 (A: 1 run(s), B: 1 run(s))` for the first block whose runs trained on two
+    hardware kinds, and how many more did."""
+    mixed = [(seed, kinds) for seed, block in runs.groupby("seed")
+             if (kinds := block["hardware"].dropna().astype(str)).nunique() > 1]
+    if not mixed:
+        return []
+    (seed, kinds), more = mixed[0], f" and {len(mixed) - 1} more block(s)" if len(mixed) > 1 else ""
+    return [f"hardware within seed block {seed} ({_counts(kinds)}){more}"]
+
+
+def _counts(values: pd.Series) -> str:
+    return ", ".join(f"{value}: {n} run(s)" for value, n in values.value_counts(sort=False).items())
+
+
+def check_same_data(records: list[dict], runs: pd.DataFrame, results_dir: Path) -> None:
+    """Refuse (UserError) runs whose data fingerprints (a content hash of the decoded dataset) differ: the same
+    path can hold other data on another machine, or after the files changed. Runs without a fingerprint (older
+    records) are taken to have read what the others read, since their data config is the same. A grid that
+    varies a `data.` key as an axis need only agree within each of its values."""
+    data_axes = [a for a in axis_columns(runs) if a.startswith("data.")]
+    for _, scope in runs.groupby(data_axes, dropna=False) if data_axes else [("", runs)]:
+        counts = scope["data_fingerprint"].dropna().value_counts()
+        if len(counts) > 1:
+            (first, n), (second, m) = list(counts.items())[:2]
+            raise UserError(f"{results_dir}: runs read different data at {_data_source(records[scope.index[0]])}: "
+                            f"data fingerprint {_short(first)} ({_runs(n)}) vs {_short(second)} ({_runs(m)}); a table "
+                            f"never pools two datasets")
+
+
+def fingerprint_notes(records: list[dict], runs: pd.DataFrame) -> list[str]:
+    """One note when some trained runs carry a data fingerprint and others, older, do not."""
+    trained = runs["device"].notna()  # a run that failed before training read no data
+    older = trained & runs["data_fingerprint"].isna()
+    if not (older.any() and runs["data_fingerprint"].notna().any()):
+        return []
+    verb = "predates" if older.sum() == 1 else "predate"
+    return [f"{_runs(int(older.sum()))} {verb} data fingerprints: taken to have read the same data as the others at "
+            f"{_data_source(records[older.idxmax()])}"]
+
+
+def _data_source(record: dict) -> str:
+    """Where a run's data came from: its `data.path`, or the dataset's name where it has none (synthetic)."""
+    flat = _flat_config(record)
+    return str(json.loads(flat["data.path"]) or json.loads(flat["data.name"]))
+
+
+def _runs(n: int) -> str:
+    return f"{n} run{'' if n == 1 else 's'}"
+
+
+def _short(fingerprint: str) -> str:
+    return fingerprint[:12] + ("…" if len(fingerprint) > 12 else "")
 
 
 @functools.cache

@@ -1,11 +1,12 @@
 """Read a results directory once: which runs form the table, and what was skipped or left out.
 
 A results directory holds `runs/<run_id>/record.json` (one per training run) and, when a grid wrote
-it, `grid.json` with the grid's axes and run ids. Which runs belong to the table:
-- with `grid.json`: exactly the runs it lists (a rerun grid with a changed base lists new ids, so the
+it, `grid.json` with the grid's axes, run ids and seed blocks. Which runs belong to the table:
+- with `grid.json`: the runs it lists (a rerun grid with a changed base lists new ids, so the
   old runs left in `runs/` are not averaged in);
-- without: every run in `runs/`.
-Either way the runs must form one experiment (`mixing.py` refuses anything else with a one-line
+- without: every run in `runs/`;
+and of those, the runs of the counted seed blocks only (`blocks.py`): a table pairs variants within whole
+blocks. Either way the runs must form one experiment (`mixing.py` refuses anything else with a one-line
 `UserError`); `runs.py` makes their frame. A record that cannot be trusted (corrupt, wrong types:
 `validate.py`) is reported by path and skipped, so one broken run never hides the rest.
 """
@@ -18,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
-from .mixing import check_one_experiment, environment_differences
+from .blocks import BlockPlan, in_counted_blocks, read_plan, seed_blocks
+from .mixing import check_one_experiment, check_same_data, environment_differences, fingerprint_notes
 from .runs import runs_frame
 from .validate import BadRecord, read_checked
 
@@ -29,11 +31,12 @@ from .validate import BadRecord, read_checked
 @dataclass
 class GridSpec:
     """What the optional grid.json says: the axes with their values in the grid's order, the run ids it lists
-    (None: read every run in runs/), and its `report:` section."""
+    (None: read every run in runs/), its `report:` section and its seed blocks."""
 
     axes: dict[str, list] = field(default_factory=dict)
     runs: list[str] | None = None
     report: dict = field(default_factory=dict)
+    blocks: BlockPlan = field(default_factory=BlockPlan)
 
 
 def _grid_spec(results_dir: Path, problems: list[str]) -> GridSpec:
@@ -53,7 +56,12 @@ def _grid_spec(results_dir: Path, problems: list[str]) -> GridSpec:
     if runs is not None and not (isinstance(runs, list) and all(isinstance(r, str) for r in runs)):
         problems.append(f"{path}: 'runs' must be a list of run ids; reading every run in runs/")
         runs = None
-    return GridSpec(axes, runs, grid.get("report") or {})
+    try:
+        blocks = read_plan(grid.get("blocks"))
+    except ValueError as err:
+        problems.append(f"{path}: {err}; taking the seeds found as the blocks")
+        blocks = BlockPlan()
+    return GridSpec(axes, runs, grid.get("report") or {}, blocks)
 
 
 def _run_dirs(results_dir: Path, listed: list[str] | None, notes: list[str]) -> list[Path]:
@@ -67,22 +75,28 @@ def _run_dirs(results_dir: Path, listed: list[str] | None, notes: list[str]) -> 
     return [results_dir / "runs" / run_id for run_id in listed]
 
 
+class NoCompleteBlock(UserError):
+    """Nothing to pair yet: a grid stopped before any seed block ended (its call reports it as a note)."""
+
+
 @dataclass
 class Loaded:
-    """A results dir read once: the checked records, their runs table, and what was skipped or left out."""
+    """A results dir read once: the checked records of the counted seed blocks and their runs table, every seed
+    block (`blocks.seed_blocks`), and what was skipped or left out."""
 
     records: list[dict]
     runs: pd.DataFrame
     problems: list[str] = field(default_factory=list)  # records that could not be used
-    notes: list[str] = field(default_factory=list)  # runs deliberately left out
+    notes: list[str] = field(default_factory=list)  # runs deliberately left out, data taken as the same
     grid: GridSpec = field(default_factory=GridSpec)
+    blocks: pd.DataFrame = field(default_factory=pd.DataFrame)  # every seed block, counted or not
 
 
 def load(results_dir: str | os.PathLike, allow_mixed_environments: bool = False) -> Loaded:
     """Read the runs of a results dir once; shared by every public entry point.
 
-    Raises UserError when the dir is missing, holds no usable record, or mixes experiments (or, unless
-    allowed, environments).
+    Raises UserError when the dir is missing, holds no usable record or no counted seed block, mixes
+    experiments or datasets, or (unless allowed) environments.
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
@@ -113,21 +127,36 @@ def load(results_dir: str | os.PathLike, allow_mixed_environments: bool = False)
                      f"(not counted); rerun the grid command to finish them")
     runs = runs_frame(records, grid.axes)
     check_one_experiment(records, runs, results_dir)
+    check_same_data(records, runs, results_dir)
     if (mixed := environment_differences(runs)) and not allow_mixed_environments:
-        raise UserError(f"{results_dir}: runs differ in {mixed}; a table never mixes device types, hardware, "
-                        f"precisions or compile settings: keep each in its own results folder, or pass "
-                        f"--allow-mixed-environments to compare them anyway")
-    return Loaded(records, runs, problems, notes, grid)
+        raise UserError(f"{results_dir}: runs differ in {mixed}; a table never mixes device types, precisions or "
+                        f"compile settings, nor hardware within a seed block: keep each in its own results folder, "
+                        f"or pass --allow-mixed-environments to compare them anyway")
+    notes += fingerprint_notes(records, runs)
+    blocks = seed_blocks(runs, grid.blocks, pending)
+    counted = in_counted_blocks(runs, blocks)
+    if not counted.any():
+        raise NoCompleteBlock(f"{results_dir}: no complete seed block yet ({_ended(blocks)}): a table pairs its variants "
+                        f"within blocks whose every run has ended; rerun the grid command to finish one")
+    return Loaded([rec for rec, keep in zip(records, counted) if keep], runs[counted].reset_index(drop=True),
+                  problems, notes, grid, blocks)
+
+
+def _ended(blocks: pd.DataFrame, most: int = 3) -> str:
+    """`seed 0: 2 of 3 runs ended; ...` for the first `most` blocks."""
+    shown = [f"seed {b.seed}: {b.ended} of {b.total} runs ended" for b in blocks[:most].itertuples()]
+    return "; ".join(shown + (["..."] if len(blocks) > most else []))
 
 
 def load_records(results_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
-    """One row per run of the experiment, and a `path: reason` line per record that was skipped.
+    """One row per run the tables read (the runs of the counted seed blocks), and a `path: reason` line per
+    record that was skipped.
 
     Columns: id, status, error, failed_epoch, one column per axis named by its dotted key, seed,
     the metrics (accuracies as fractions), final_epoch (the last epoch trained, counted from 0), test_on,
-    code, the environment (device type, precision, compile; None without one), a readable `variant`
-    label and its `order`. Axis columns are exactly the dotted-key columns: that is how `summarize`
-    tells axes from metrics.
+    code, the environment (device type, hardware kind, precision, compile; None without one), ended
+    (`record.run_ended`), data_fingerprint, a readable `variant` label and its `order`. Axis columns are
+    exactly the dotted-key columns: that is how `summarize` tells axes from metrics.
     """
     loaded = load(results_dir)
     return loaded.runs, loaded.problems

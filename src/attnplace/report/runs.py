@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from ..train.config import PLACEMENT_AXES
-from ..train.record import hardware_of
+from ..train.record import hardware_kind, run_ended
 from .validate import METRICS
 
 BASELINE = "none"
@@ -80,9 +80,11 @@ def runs_frame(records: list[dict], grid_axes: Mapping[str, list]) -> pd.DataFra
         row["test_on"] = lookup(rec["config"], "trainer.test_on") or "final"
         row["code"] = _code(rec)
         row.update(_environment(rec))
+        row["ended"] = run_ended(rec)
+        row["data_fingerprint"] = rec.get("data_fingerprint")
         rows.append(row)
     runs = pd.DataFrame(rows, columns=["id", "status", "error", "failed_epoch", *axes, "seed", *metrics, "final_epoch",
-                                       "test_on", "code", *ENVIRONMENT])
+                                       "test_on", "code", *ENVIRONMENT, "ended", "data_fingerprint"])
     runs[metrics] = runs[metrics].astype(float)
     runs[["failed_epoch", "final_epoch"]] = runs[["failed_epoch", "final_epoch"]].astype("Int64")
     keys = variant_keys(runs)
@@ -92,13 +94,14 @@ def runs_frame(records: list[dict], grid_axes: Mapping[str, list]) -> pd.DataFra
 
 
 def _environment(rec: dict) -> dict:
-    """The device type (`cpu` of "cpu: 2 cores"), the hardware (`record.hardware_of`: the GPU or CPU model),
-    precision and compile flag a run trained with; all None for a record without an environment (it failed
-    before training). An older record without `compile` ran eager; one without `cpu` does not say its CPU."""
+    """The device type (`cpu` of "cpu: 2 cores"), the hardware kind (`record.hardware_kind`: the kind its Ray node
+    declared, else the GPU or CPU model, the kind its seed block is bound to), precision and compile flag a run
+    trained with; all None for a record without an environment (it failed before training). An older record
+    without `compile` ran eager; one without `cpu` does not say its CPU."""
     env = rec.get("environment") or {}
     if not env:
         return dict.fromkeys(ENVIRONMENT)
-    return {"device": str(env.get("device") or "").split(":")[0].strip() or None, "hardware": hardware_of(env),
+    return {"device": str(env.get("device") or "").split(":")[0].strip() or None, "hardware": hardware_kind(env),
             "precision": env.get("precision"), "compile": bool(env.get("compile"))}
 
 
