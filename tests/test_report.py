@@ -216,9 +216,33 @@ def test_other_axes_split_groups_and_label_variants(tmp_path):
     assert summary["diff"].tolist() == pytest.approx([0, 0.05, 0, 0.02])
 
 
+def test_the_terminal_table_fits_120_columns_for_a_9_variant_grid(tmp_path):
+    """none + 4 patterns × 2 gate forms with long labels, 3 seeds: the default table keeps the columns a reader
+    needs first and fits 120 columns (long variant names shortened with …); --wide has them all."""
+    recs = []
+    for seed in range(3):
+        for pattern, gate in [("none", None)] + [(p, g) for p in ("p1", "p2", "p3", "p4")
+                                                 for g in ("mask", "near_identity")]:
+            noise = 0.003 * ((seed * 5 + len(pattern + str(gate))) % 3)  # differences that vary by seed
+            rec = record(pattern, seed, 0.68 + noise - (0.06 if (pattern, gate) == ("p2", "mask") else 0),
+                         attention="cbam_timm", axes=())
+            rec["id"] += f"-{gate}-with-a-long-name"
+            rec["axes"] = {"model.pattern": pattern, "model.gate": gate, "model.attention": "cbam_timm",
+                           "model.lambda_init": 0.123456789, "model.gamma_r_init": 0.0987654321, "seed": seed}
+            recs.append(rec)
+    summary = summarize(load_records(write_runs(tmp_path, recs))[0])
+    lines = format_summary(summary).splitlines()
+    assert len(lines) == 2 + 9 and max(map(len, lines)) <= 120
+    assert lines[0].split() == ["variant", "n", "test", "acc", "%", "Δ", "[95%", "CI]", "p", "Holm", "verdict",
+                                "rank"]
+    p2 = next(line for line in lines if "p2/gate=mask" in line)
+    assert p2.split()[5].startswith("-6.") and p2.split()[6].startswith("[") and "different" in p2 and "…" in p2
+    assert max(map(len, format_summary(summary, wide=True).splitlines())) > 120
+
+
 def test_format_summary_shows_percent_ci_delta_and_p(results):
     summary = summarize(load_records(results)[0])
-    text = format_summary(summary)
+    text = format_summary(summary, wide=True)
     p1_line = next(line for line in text.splitlines() if line.startswith("p1/se"))
     half = 100 * T975_DF2 * 0.02 / math.sqrt(3)
     assert "92.00 ± 2.00" in p1_line

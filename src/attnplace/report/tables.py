@@ -87,10 +87,30 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def format_summary(summary: pd.DataFrame) -> str:
-    """Fixed-width text table for the terminal."""
-    table = display_table(summary)
+TERMINAL_WIDTH = 120  # the default terminal table fits; `--wide` and the files have every column
+
+
+def terminal_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """What a reader needs first: variant, n, accuracy ± sd, Δ [CI], Holm p, verdict and mean rank."""
+    full = display_table(summary)
+    accuracy = f"{metric_name(summary)} %"
+    return pd.DataFrame({
+        "variant": full["variant"], "n": full["n"], accuracy: full[accuracy],
+        "Δ [95% CI]": [f"{d} {ci}".strip() for d, ci in zip(full["Δ vs base"], full["Δ 95% CI"])],
+        "p Holm": full["p Holm"], "verdict": ["" if isna(v) else str(v) for v in summary["verdict"]],
+        "rank": full["mean rank"]})
+
+
+def format_summary(summary: pd.DataFrame, wide: bool = False) -> str:
+    """Fixed-width text table for the terminal: `terminal_table`, its variant names shortened (…) where the
+    table would pass `TERMINAL_WIDTH` columns; `wide`: every column of the files."""
+    table = display_table(summary) if wide else terminal_table(summary)
     widths = {c: max(len(c), *(len(v) for v in table[c])) for c in table}
+    if not wide:
+        room = TERMINAL_WIDTH - sum(widths.values()) - 2 * (len(widths) - 1) + widths["variant"]
+        widths["variant"] = max(len("variant"), min(widths["variant"], room))
+        table["variant"] = [v if len(v) <= widths["variant"] else v[:widths["variant"] - 1] + "…"
+                            for v in table["variant"]]
 
     def line(cells):
         return "  ".join(v.ljust(widths[c]) if c == "variant" else v.rjust(widths[c])
