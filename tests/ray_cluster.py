@@ -4,6 +4,7 @@ and runs in a session of its own (`ray start --block` in a new session), so a te
 every process it started, as if its machine had died.
 """
 
+import json
 import os
 import re
 import shutil
@@ -34,14 +35,16 @@ class RayCluster:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, name: str, cpus: int = 1, gpus: int = 0, wrap: tuple[str, ...] = ()) -> None:
+    def start(self, name: str, cpus: int = 1, gpus: int = 0, wrap: tuple[str, ...] = (),
+              resources: dict[str, float] | None = None) -> None:
         """Start node `name` (the first one is the head) and wait until the cluster counts it. `wrap`
-        prefixes the command, e.g. to start the node in a mount namespace of its own."""
+        prefixes the command, e.g. to start the node in a mount namespace of its own; `resources` are custom
+        resources it declares (`ray start --resources`), e.g. its hardware kind."""
         where = ["--head", f"--port={self.port}", "--include-dashboard=false"] if not self.nodes else [
             f"--address={self.address}"]
         command = [*wrap, RAY, "start", "--block", *where, f"--num-cpus={cpus}",
                    f"--num-gpus={gpus}", f"--temp-dir={self.tmp / name}", "--object-store-memory=100000000",
-                   "--disable-usage-stats"]
+                   "--disable-usage-stats", *([f"--resources={json.dumps(resources)}"] if resources else [])]
         with open(self.tmp / f"{name}.log", "w") as log:  # the node keeps its own copy of the file
             self.nodes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                                 start_new_session=True)

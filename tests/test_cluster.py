@@ -1,15 +1,18 @@
 """Grids on a Ray cluster started with `ray start` (tests/ray_cluster.py): the same records as a local grid,
-a node lost mid-grid, a node that cannot see the results folder, and GPU fractions by Ray's accounting.
+a node lost mid-grid, a node that cannot see the results folder, GPU fractions by Ray's accounting, and seed
+blocks pinned to the hardware kinds nodes declare.
 
-Slow (each starts a cluster and trains small grids; about 2.5 minutes together on 2 idle cores):
-`python -m pytest -m slow tests/test_cluster.py`.
+The cluster tests are slow (each starts a cluster and trains small grids; about 3.5 minutes together on 2 idle
+cores): `python -m pytest -m slow tests/test_cluster.py`. The tests of the pure helpers are not.
 """
 
+import shutil
 import subprocess
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -18,9 +21,11 @@ from ray_cluster import RayCluster
 
 from attnplace.cli import main
 from attnplace.grid.calls import read_calls
+from attnplace.grid.cluster import capacity, hardware_lines, pin_blocks
+from attnplace.train.record import DECLARED_AMOUNT, cpu_model, hardware_resource, resource_hardware
 
 pytest.importorskip("ray")
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow
 
 # Long enough runs (a few seconds each) that a node can be killed while one of them trains.
 BASE = {**TINY_BASE, "trainer": {**TINY_BASE["trainer"], "max_epochs": 8}}
@@ -55,11 +60,13 @@ def finish(grid: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]
     return grid.returncode, out, err
 
 
+@slow
 def test_grid_on_a_two_node_cluster_matches_local(tmp_path, cluster, reference):
     cluster.start("head")
     cluster.start("node2")
-    code, _, err = finish(start_grid(cluster, write_grid(tmp_path, AXES, name="tiny", base=BASE)))
+    code, out, err = finish(start_grid(cluster, write_grid(tmp_path, AXES, name="tiny", base=BASE)))
     assert code == 0, err
+    assert "warning: no Ray node declares its hardware kind, so a seed block's runs may train on different" in out
     results = tmp_path / "out" / "tiny"
     found = records(results)
     same_runs(reference[0], found)
@@ -76,6 +83,7 @@ def test_grid_on_a_two_node_cluster_matches_local(tmp_path, cluster, reference):
     assert len(failed["sessions"]) == 1
 
 
+@slow
 def test_a_node_lost_mid_grid_loses_nothing(tmp_path, cluster, reference):
     cluster.start("head")
     cluster.start("node2")
@@ -106,6 +114,7 @@ def training(results: Path) -> list[str]:
             and (results / "runs" / r["id"] / "last.ckpt").exists()] if results.exists() else []
 
 
+@slow
 def test_a_node_that_cannot_see_the_results_folder_stops_the_grid(tmp_path, cluster):
     if subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False).returncode != 0:
         pytest.skip("needs mount namespaces (`unshare -m`, as root) to hide a folder from one node")
@@ -125,6 +134,7 @@ def test_a_node_that_cannot_see_the_results_folder_stops_the_grid(tmp_path, clus
     assert call["outcome"].startswith("stopped: results folder") and call["completed"] == 0
 
 
+@slow
 def test_gpu_fractions_pack_runs_by_rays_accounting(tmp_path, cluster, reference):
     cluster.start("head", cpus=4, gpus=1)  # a declared GPU: Ray accounts for it, no real one is needed
     code, _, err = finish(start_grid(cluster, write_grid(tmp_path, AXES, name="tiny", base=BASE),
@@ -146,3 +156,91 @@ def most_at_once(sessions: list[dict]) -> int:
         running += step
         peak = max(peak, running)
     return peak
+
+
+BLOCK_AXES = {"model.pattern": ["none", "p1"], "seed": [0, 1]}
+MADE_UP = "Made-up CPU, torch kernels NONE"  # with a comma, which the resource name must escape
+
+
+@pytest.fixture(scope="module")
+def block_reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("blocks")
+    assert main(["grid", str(write_grid(tmp, BLOCK_AXES, name="blocks"))]) == 0
+    return records(tmp / "out" / "blocks")
+
+
+@slow
+def test_each_seed_block_trains_on_one_declared_hardware_kind(tmp_path, cluster, block_reference):
+    """The head declares this machine's kind, node2 a made-up one: each block trains on one kind (both kinds
+    get one), every record says its declared kind beside what its probe saw, node2 is named for the mismatch,
+    and a block bound to the made-up kind continues only there. One CPU under two names trains the same numbers
+    as a local grid."""
+    here = cpu_model()
+    cluster.start("head", resources={hardware_resource(here): DECLARED_AMOUNT})
+    cluster.start("node2", resources={hardware_resource(MADE_UP): DECLARED_AMOUNT})
+    path = write_grid(tmp_path, BLOCK_AXES, name="blocks")
+    code, out, err = finish(start_grid(cluster, path))
+    assert code == 0, out + err
+    found = records(tmp_path / "out" / "blocks")
+    same_runs(block_reference, found)
+    assert all(r["environment"]["cpu"] == here for r in found.values())  # what the probes saw
+    kinds = [{r["environment"]["declared_hardware"] for r in found.values() if r["axes"]["seed"] == seed}
+             for seed in (0, 1)]
+    assert sorted(kinds, key=str) == [{here}, {MADE_UP}], out
+    assert f"new blocks pinned to hardware: seed 0 on {min(kinds[0])}; seed 1 on {min(kinds[1])}" in out, out
+    made_up = [r for r in found.values() if r["environment"]["declared_hardware"] == MADE_UP]
+    (node2,) = {r["sessions"][0]["ray_node"] for r in made_up}
+    named = [line for line in out.splitlines() if line.startswith("Ray node ")]
+    mismatch = f"(node {node2[:8]}) declares hardware {MADE_UP!r} but its probe sees {here!r}"
+    assert len(named) == 1 and mismatch in named[0], out
+
+    shutil.rmtree(tmp_path / "out" / "blocks" / "runs" / made_up[0]["id"])  # its block is partial again
+    code, out, err = finish(start_grid(cluster, path))
+    assert code == 0, out + err
+    again = records(tmp_path / "out" / "blocks")
+    same_runs(block_reference, again)
+    assert again[made_up[0]["id"]]["environment"]["declared_hardware"] == MADE_UP
+    assert again[made_up[0]["id"]]["sessions"][0]["ray_node"] == node2
+
+
+def test_a_hardware_kind_survives_its_ray_resource_name():
+    """Ray splits a node's resource list at commas: a kind's commas are escaped, the rest stays readable."""
+    kind = "Intel(R) Xeon(R), torch kernels AVX512"
+    assert hardware_resource(kind) == "hardware:Intel(R) Xeon(R)%2C torch kernels AVX512"
+    for kind in (cpu_model(), MADE_UP, "NVIDIA H200", 'odd: "quoted", 100% é'):
+        assert "," not in hardware_resource(kind) and resource_hardware(hardware_resource(kind)) == kind
+    assert resource_hardware("CPU") is None and resource_hardware("node:127.0.0.1") is None
+
+
+def test_new_blocks_go_to_the_kind_that_finishes_them_soonest_and_stay_there():
+    """Seed 0's block is bound to A; seeds 1-3 start here. Each block's runs ask for one kind, the new blocks
+    filling the kinds by how many runs their nodes hold at once; a kind no node declares pins nothing."""
+    runs = [SimpleNamespace(id=f"{seed}{pattern}", seed=seed) for seed in range(4) for pattern in "xy"]
+    pins = pin_blocks(runs, {"0x": "A", "0y": "A"}, {"A": 2, "B": 2})
+    assert pins == {"0x": "A", "0y": "A", "1x": "B", "1y": "B", "2x": "A", "2y": "A", "3x": "B", "3y": "B"}
+    assert pin_blocks(runs, {"0x": "C", "0y": "C"}, {"A": 1, "B": 2}) == {
+        "0x": None, "0y": None, "1x": "B", "1y": "B", "2x": "A", "2y": "A", "3x": "B", "3y": "B"}
+    assert set(pin_blocks(runs, {}, {}).values()) == {None}  # no node declares a kind: Ray places them anywhere
+
+
+def test_a_kinds_capacity_is_the_runs_its_nodes_hold_at_once():
+    nodes = [{"Resources": {"CPU": 4.0, "GPU": 1.0, hardware_resource("A"): 1000.0}},
+             {"Resources": {"CPU": 2.0, "GPU": 2.0, hardware_resource("A"): 1000.0, hardware_resource("B"): 1000.0}},
+             {"Resources": {"CPU": 8.0, "GPU": 1.0}}]
+    assert capacity(nodes, cpus_per_run=1, gpus_per_run=0) == {"A": 6, "B": 2}
+    assert capacity(nodes, cpus_per_run=1, gpus_per_run=0.25) == {"A": 6, "B": 2}  # the first node: 4 CPUs, 4 quarters
+    assert capacity(nodes, cpus_per_run=0.5, gpus_per_run=0.5) == {"A": 6, "B": 4}
+
+
+def test_nodes_whose_probe_contradicts_their_declaration_are_named_once_each():
+    def node(number: int, *kinds: str) -> dict:
+        return {"NodeManagerAddress": f"10.0.0.{number}", "NodeID": f"{number}" * 16,
+                "Resources": {"CPU": 2.0, **{hardware_resource(kind): 1000.0 for kind in kinds}}}
+
+    lines = hardware_lines([node(1, "A"), node(2, "B"), node(3, "A", "C"), node(4)], ["A", "A", "A", "A"])
+    assert lines == ["Ray node 10.0.0.2 (node 22222222) declares hardware 'B' but its probe sees 'A'",
+                     "Ray node 10.0.0.4 (node 44444444) declares no hardware kind, so no seed block is pinned to it; "
+                     "start each node with the --resources that `attnplace hardware` prints there (README, \"On a "
+                     "cluster\")"]
+    (warning,) = hardware_lines([node(1), node(2)], ["A", "B"])
+    assert warning.startswith("warning: no Ray node declares its hardware kind, so a seed block's runs may train on")

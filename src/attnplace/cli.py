@@ -1,9 +1,10 @@
-"""`attnplace` command line: list | fit | grid | report.
+"""`attnplace` command line: list | fit | grid | report | atlas | hardware.
 
 User mistakes (`UserError`) print one line and exit with status 2; anything else is a bug and keeps its traceback.
 """
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -54,32 +55,70 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from .grid.blocks import schedule
     from .grid.runner import auto_workers, dry_run_table, hardware_here_of, run_grid
     from .grid.spec import load_grid
+    from .report.records import NoCompleteBlock
 
     grid = load_grid(args.grid, args.overrides)
     if args.dry_run:
-        here = hardware_here_of(grid, args.launcher, args.allow_mixed_environments)
+        here = hardware_here_of(grid, args.launcher, args.allow_mixed_environments, args.address)
         print("\n".join([*grid.notes, dry_run_table(schedule(grid, here, args.retry_failed))]))
         return 0
     workers = auto_workers() if args.workers == "auto" else args.workers
     counts = run_grid(grid, launcher=args.launcher, workers=workers, retry_failed=args.retry_failed,
                       address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
                       allow_mixed_environments=args.allow_mixed_environments, command=args.command)
-    report(grid.results_dir, wandb=any(r.config.logger == "wandb" for r in grid.runs),
-           allow_mixed_environments=args.allow_mixed_environments)
+    try:
+        report(grid.results_dir, wandb=any(r.config.logger == "wandb" for r in grid.runs),
+               allow_mixed_environments=args.allow_mixed_environments)
+    except NoCompleteBlock as note:  # a grid stopped early: no table yet, which is no mistake of the user's
+        print(f"no table yet: {note}")
     print(f"grid {grid.name}: {counts['completed']}/{counts['runs']} runs completed, {counts['failed']} failed"
           + (" (rerun with --retry-failed)" if counts["failed"] else "") + f"; results in {grid.results_dir}")
     return 1 if counts["failed"] or counts["completed"] < counts["runs"] else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    report(args.results_dir, wandb=args.wandb, allow_mixed_environments=args.allow_mixed_environments,
+    report(args.results_dir, wandb=args.wandb, wide=args.wide, allow_mixed_environments=args.allow_mixed_environments,
            baseline=args.baseline, metric=args.metric, equivalence_margin=args.equivalence_margin,
            within=tuple(args.within) if args.within else None,
            factorial=tuple(args.factorial) if args.factorial else None)
     return 0
 
 
-def report(results_dir, wandb: bool = False, allow_mixed_environments: bool = False, **settings) -> None:
+def cmd_atlas(args: argparse.Namespace) -> int:
+    """Every study under a results root on one page: RESULTS_ROOT/atlas.md and atlas.png."""
+    from .report.atlas_page import omnibus_line, write_atlas
+
+    atlas, written = write_atlas(args.results_root)
+    for row in atlas.rows.itertuples(index=False):
+        print(omnibus_line(row))
+    for study in atlas.left_out.itertuples(index=False):
+        print(f"left out: {study.study}: {study.reason}")
+    print(f"atlas: {len(atlas.rows)} rows from {atlas.rows['study'].nunique()} studies; "
+          f"{', '.join(Path(p).name for p in written)} in {args.results_root}")
+    return 0
+
+
+def cmd_hardware(args: argparse.Namespace) -> int:
+    """This machine's hardware kind, and the `--resources` by which its Ray node declares it (README, "On a
+    cluster"): a seed block trains on one kind, and on a cluster the declared kind places its runs."""
+    import torch
+
+    from .train.record import DECLARED_AMOUNT, hardware_here, hardware_resource
+    from .train.sections import TrainerConfig
+
+    device = args.device or TrainerConfig().device()
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda but no CUDA GPU is visible here")
+    kind = hardware_here(device)
+    resources = "--resources=" + shlex.quote(json.dumps({hardware_resource(kind): DECLARED_AMOUNT}))
+    print(f"hardware kind of {device} runs here: {kind}")
+    print("declare it when this machine's Ray node starts, e.g.")
+    print(f"  ray start --address=HEAD_IP:6379 {resources}")
+    return 0
+
+
+def report(results_dir, wandb: bool = False, allow_mixed_environments: bool = False, wide: bool = False,
+           **settings) -> None:
     """Write the tables and plots, print the summary table, the omnibus (and factorial) tests and what could
     not be read; with `wandb`, also log them as the grid's W&B summary run. `settings` override grid.json's
     `report:`."""
@@ -89,7 +128,7 @@ def report(results_dir, wandb: bool = False, allow_mixed_environments: bool = Fa
     result = write_report(results_dir, allow_mixed_environments, **settings)
     for problem in result.problems:
         print(f"skipped: {problem}", file=sys.stderr)
-    print(format_summary(result.summary))
+    print(format_summary(result.summary, wide))
     for line in result.caveats + result.notes + omnibus_lines(result.omnibus) + factorial_lines(result.factorial):
         print(line)
     print(f"tables and plots: {', '.join(sorted(Path(p).name for p in result.written))} in {results_dir}")
@@ -142,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="tables, plots and statistics of a results directory")
     p.add_argument("results_dir")
     p.add_argument("--wandb", action="store_true", help="also log the tables and plots as a W&B summary run")
+    p.add_argument("--wide", action="store_true", help="print every column of summary.csv (the default table fits "
+                                                         "120 columns)")
     p.add_argument("--baseline", metavar="VARIANT",
                    help="the variant each group is compared with, by label (default: the grid's report.baseline, "
                         "else pattern none)")
@@ -161,6 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report runs of different device types, hardware (GPU or CPU model), precisions or "
                         "compile settings together")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("atlas", help="every study under a results root on one page: atlas.md and atlas.png")
+    p.add_argument("results_root", help="the folder whose subfolders with runs/ are the studies (e.g. results)")
+    p.set_defaults(func=cmd_atlas)
+
+    p = sub.add_parser("hardware", help="this machine's hardware kind and the `ray start --resources` that declares it")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="the kind of runs on this device (default: where a run "
+                                                             "with trainer.accelerator=auto trains here)")
+    p.set_defaults(func=cmd_hardware)
     return parser
 
 

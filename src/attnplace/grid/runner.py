@@ -39,11 +39,17 @@ def plan(grid: Grid, retry_failed: bool = False, here: Collection[str] | None = 
     return schedule(grid, here, retry_failed).todo
 
 
-def hardware_here_of(grid: Grid, launcher: str, allow_mixed_environments: bool) -> list[str] | None:
-    """The hardware kinds this call's runs train on: this machine's, for local workers; None (anywhere) when
-    mixing is allowed or Ray places the runs (each run's worker still checks its block's kind)."""
-    if allow_mixed_environments or launcher == "ray":
+def hardware_here_of(grid: Grid, launcher: str, allow_mixed_environments: bool,
+                     address: str | None = None) -> list[str] | None:
+    """The hardware kinds this call's runs train on: this machine's, for local workers and a local Ray (which
+    declares it); on the Ray cluster at `address`, the kinds its nodes declare (cluster.py; None, anywhere, when
+    none does); None when mixing is allowed. Each run's worker still checks its block's kind."""
+    if allow_mixed_environments:
         return None
+    if launcher == "ray" and address:
+        from .cluster import cluster_hardware
+
+        return cluster_hardware(address)
     return [hardware_here(grid.runs[0].config.trainer.device())]
 
 
@@ -113,7 +119,7 @@ def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_fai
     hardware than this machine's is left partial (replacement seeds take its place) unless
     `allow_mixed_environments`; a run refuses data other than the grid's earlier runs read.
     """
-    plan = schedule(grid, hardware_here_of(grid, launcher, allow_mixed_environments), retry_failed)
+    plan = schedule(grid, hardware_here_of(grid, launcher, allow_mixed_environments, address), retry_failed)
     grid, todo = plan.grid, plan.todo
     write_ledger(grid.results_dir, grid.describe(counted_blocks(grid, plan.blocks)))
     echo(f"grid {grid.name}: {len(grid.runs)} runs, {len(grid.runs) - len(todo)} not to run here, "
@@ -123,7 +129,7 @@ def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_fai
     with recorded_call(grid.results_dir, command, launcher, workers, address) as call:
         call["to_run"], errors = len(todo), {}
         try:
-            follow(launch(todo, grid, launcher, workers, address, gpus_per_run, cpus_per_run, guards(plan)),
+            follow(launch(todo, grid, launcher, workers, address, gpus_per_run, cpus_per_run, guards(plan, not allow_mixed_environments), echo),
                    len(todo), workers, echo, errors)
         finally:
             statuses = write_status(grid, errors)
@@ -132,20 +138,21 @@ def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_fai
     return {key: call[key] for key in ("runs", "completed", "failed", "to_run")}
 
 
-def guards(plan: Schedule) -> dict[str, dict]:
-    """What each run's worker checks before it trains (worker.py): its block's hardware kind, and the data
-    fingerprints the grid's earlier runs recorded."""
+def guards(plan: Schedule, check_hardware: bool = True) -> dict[str, dict]:
+    """What each run's worker checks before it trains (worker.py): its block's hardware kind (unless mixing is
+    allowed), and the data fingerprints the grid's earlier runs recorded (always)."""
     data = sorted({fp for block in plan.blocks for record in block.records if (fp := record.get("data_fingerprint"))})
-    return {run_id: {"hardware": kind and [kind], "data_fingerprints": data or None}
+    return {run_id: {"hardware": kind and check_hardware and [kind], "data_fingerprints": data or None}
             for run_id, kind in plan.kind_of.items()}
 
 
 def launch(todo: list[GridRun], grid: Grid, launcher: str, workers: int, address: str | None,
-           gpus_per_run: float, cpus_per_run: float, guards: dict[str, dict]) -> Iterator[dict]:
+           gpus_per_run: float, cpus_per_run: float, guards: dict[str, dict], echo=print) -> Iterator[dict]:
+    """The runs' results as they come; `echo` says what Ray finds about its nodes' hardware (cluster.py)."""
     if launcher == "ray":
         from .cluster import launch_ray
 
-        return launch_ray(todo, grid, workers, address, gpus_per_run, cpus_per_run, guards)
+        return launch_ray(todo, grid, workers, address, gpus_per_run, cpus_per_run, guards, echo)
     return launch_local(todo, grid, workers, guards)
 
 

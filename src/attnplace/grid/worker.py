@@ -28,7 +28,7 @@ from ..errors import UnwritableFolder, UserError
 from ..quiet import quiet_libraries
 from ..train.config import Config
 from ..train.config_io import from_dict
-from ..train.record import error_line, hardware_here, read_record
+from ..train.record import declared_hardware, error_line, hardware_here, read_record
 from .spec import Grid, GridRun
 
 
@@ -45,8 +45,10 @@ def make_payload(run: GridRun, grid: Grid, threads: int, guards: dict | None = N
 def other_hardware(config: Config, hardware: list[str] | None) -> str | None:
     """Why this run must not train here, when its seed block trained on other hardware: under one seed every
     variant starts from the same weights and sees the same batches, and a run on another CPU or GPU model would
-    compute other numbers (README, "Reproducing it"), so its block's differences would mix the two."""
-    here = hardware_here(config.trainer.device())
+    compute other numbers (README, "Reproducing it"), so its block's differences would mix the two. A Ray task
+    placed by a node's declared kind is that kind (`declared_hardware`), as its block's other runs were: there the
+    probe only checks the declaration (grid/cluster.py)."""
+    here = declared_hardware() or hardware_here(config.trainer.device())
     if not hardware or here in hardware:
         return None
     return (f"seed {config.seed}'s block trained on {' and '.join(hardware)}, this machine is {here}: the same "
