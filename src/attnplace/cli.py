@@ -1,4 +1,4 @@
-"""`attnplace` command line: list | fit | grid | report | atlas | hardware.
+"""`attnplace` command line: list | fit | grid | report | compare | atlas | hardware.
 
 User mistakes (`UserError`) print one line and exit with status 2; anything else is a bug and keeps its traceback.
 """
@@ -81,6 +81,22 @@ def cmd_report(args: argparse.Namespace) -> int:
            baseline=args.baseline, metric=args.metric, equivalence_margin=args.equivalence_margin,
            within=tuple(args.within) if args.within else None,
            factorial=tuple(args.factorial) if args.factorial else None)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Two studies cell by cell (report/across.py), then each one's omnibus lines."""
+    from .report.across import across_studies, format_across
+    from .report.build import build_report
+    from .report.tables import omnibus_lines
+
+    a, b = build_report(args.study_a), build_report(args.study_b)
+    name_a, name_b = Path(args.study_a).name, Path(args.study_b).name
+    print(format_across(across_studies(a, b), name_a, name_b))
+    for name, report in ((name_a, a), (name_b, b)):
+        print(f"\n{name} ({report.settings.metric}):")
+        for line in omnibus_lines(report.omnibus):
+            print(f"- {line}")
     return 0
 
 
@@ -202,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report runs of different device types, hardware (GPU or CPU model), precisions or "
                         "compile settings together")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="two studies cell by cell: each one's Δ against its own baseline, and "
+                                       "their difference with a Welch CI")
+    p.add_argument("study_a")
+    p.add_argument("study_b")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("atlas", help="every study under a results root on one page: atlas.md and atlas.png")
     p.add_argument("results_root", help="the folder whose subfolders with runs/ are the studies (e.g. results)")
