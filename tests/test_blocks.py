@@ -58,7 +58,7 @@ def test_a_grid_resumed_on_other_hardware_trains_only_its_own_blocks_and_replace
     assert counts == {"runs": 6, "completed": 5, "failed": 0, "to_run": 2}
     assert lines[1:4] == ["blocks: 1 of 2 wanted complete: 1 (1 on " + OTHER + ")",
                           f"  partial: seed 0 (1 of 2 runs ended, on {OTHER}); stays partial: not this hardware",
-                          "  to start here: seed 2 (replacing: seed 2)"]
+                          "  to start here: seed 2 (replacement seed 2 for the blocks left partial)"]
     blocks = {b.seed: b for b in read_blocks(load_grid(path))}
     assert sorted(blocks) == [0, 1, 2]
     assert [(b.kinds, b.complete) for b in blocks.values()] == [({OTHER}, False), ({OTHER}, True), ({HERE}, True)]

@@ -85,7 +85,8 @@ class Schedule:
         if starts := [b for b in waiting if b.seed in planned]:
             replacing = [b for b in starts if b.seed not in self._listed_seeds()]
             lines.append(f"  to start here: seed {_seeds(starts)}"
-                         + (f" (replacing: seed {_seeds(replacing)})" if replacing else ""))
+                         + (f" (replacement seed {_seeds(replacing)} for the blocks left partial)"
+                            if replacing else ""))
         return lines
 
     def _listed_seeds(self) -> set[int]:
