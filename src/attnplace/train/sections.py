@@ -199,15 +199,17 @@ def compile_pays(gpu: bool, precision: str, images: int | None) -> bool:
     `CPU_COMPILE_MIN_IMAGES` images, as far as the config tells (`images`: epochs × training images, None when
     the config does not say).
 
-    Why (2-core CPUs, ResNet-20 p4/se, batch 128; results/benchmarks/): compiling costs ~55–100 s per network
-    in a cold cache and ~3–5 s warm (`compiling.py`: the cache beside the results; a grid's later seed blocks
-    are warm). On an AMD EPYC with AVX512-BF16, bf16 + channels_last trains 646 img/s compiled against 446
-    eager in `attnplace fit` (1.45x): over the committed CPU regime's 100,000 images that saves ~70 s a run,
-    more than a cold compile costs, so the rule compiles from 50,000 images on. Shorter runs (the quickstart's
-    15,000, the smoke grid, the tests) stay eager: a cold compile would cost more than it saves. In fp32 compile
-    gives 1.16x on the Zen 3 (cpu_ceiling.md): ~35 s a run of 100,000 images, less than a cold compile, so the
-    rule leaves fp32 eager. The rule reads only the config and the CPU's flags, never the cache's state, so the
-    same command keeps its run id once the cache is warm."""
+    Why (2-core CPUs, p4/se, batch 128, `attnplace fit` after the warm-up epoch; results/benchmarks/
+    compile_pays_xeon_amx.md): compiling a network costs ~35–55 s in a cold cache and 2.5–5 s warm (the cache
+    sits beside the results, `compiling.py`, so a study's later seed blocks and resumed calls are warm).
+    - bf16 on an Intel Xeon with AMX: ResNet-20 847 img/s compiled against 572 eager (1.48x), ResNet-56 311
+      against 207 (1.50x); an AMD EPYC with AVX512-BF16 gave 646 against 446 (1.45x). Over the committed CPU
+      regime's 100,000 images that saves ~57 s a ResNet-20 run, more than a cold compile costs; from 50,000
+      images on the rule compiles. Shorter runs (the quickstart's 15,000, the smoke grid, the tests) stay eager.
+    - fp32: 450 against 443 (1.01x) for ResNet-20 and 169 against 158 (1.07x) for ResNet-56 on the Xeon, 1.16x
+      on the Zen 3 EPYC (cpu_ceiling.md): a few seconds a run, not a cold compile's 35 s, so fp32 stays eager.
+    The rule reads only the config and the CPU's flags, never the cache's state, so the same command keeps its
+    run id once the cache is warm."""
     if gpu:
         return True
     return precision == "bf16-mixed" and images is not None and images >= CPU_COMPILE_MIN_IMAGES
