@@ -136,8 +136,8 @@ def load(results_dir: str | os.PathLike, allow_mixed_environments: bool = False)
     blocks = seed_blocks(runs, grid.blocks, pending)
     counted = in_counted_blocks(runs, blocks)
     if not counted.any():
-        raise NoCompleteBlock(f"{results_dir}: no complete seed block yet ({_ended(blocks)}): a table pairs its variants "
-                        f"within blocks whose every run has ended; rerun the grid command to finish one")
+        raise NoCompleteBlock(f"{results_dir}: no complete seed block yet ({_ended(blocks)}): a table pairs its "
+                              f"variants within blocks whose every run has ended; rerun the grid command to finish one")
     return Loaded([rec for rec, keep in zip(records, counted) if keep], runs[counted].reset_index(drop=True),
                   problems, notes, grid, blocks)
 
