@@ -127,8 +127,8 @@ def main():
     args = parser.parse_args()
     import torch
 
-    from attnplace.train.record import cpu_model
-    from attnplace.train.sections import cpu_has_bf16
+    from attnplace.run.environment import cpu_model
+    from attnplace.run.environment import cpu_has_bf16
 
     bf16 = cpu_has_bf16()
     print(f"CPU: {cpu_model()}; native bf16: {'yes' if bf16 else 'no'}; torch {torch.__version__}; "

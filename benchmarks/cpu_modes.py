@@ -39,8 +39,8 @@ import torch  # noqa: E402
 from train_throughput import (SHARED, WARMUP_EPOCHS, measure, prepared, quiet_lightning,  # noqa: E402
                               throughput_config)
 
-from attnplace.train.sections import TrainerConfig, cpu_has_bf16  # noqa: E402
-from attnplace.train.record import cpu_model  # noqa: E402
+from attnplace.run.sections import TrainerConfig, cpu_has_bf16  # noqa: E402
+from attnplace.run.environment import cpu_model  # noqa: E402
 
 
 def modes(preset: TrainerConfig) -> list[tuple[str, str, str, bool, bool]]:

@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from attnplace.train.sections import TrainerConfig
-from attnplace.train.record import cpu_model
+from attnplace.run.sections import TrainerConfig
+from attnplace.run.environment import cpu_model
 
 CPU_MODES = Path(__file__).with_name("cpu_modes.py")
 

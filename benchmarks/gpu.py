@@ -47,10 +47,10 @@ from attnplace.data.load import keep_last_dataset
 from attnplace.grid.runner import run_grid
 from attnplace.grid.spec import load_grid
 from attnplace.train.fit import make_trainer
-from attnplace.train.config import Config
-from attnplace.train.sections import TrainerConfig
+from attnplace.run.config import Config
+from attnplace.run.sections import TrainerConfig
 from attnplace.train.module import PlacementModule
-from attnplace.train.record import RunRecorder
+from attnplace.train.recorder import RunRecorder
 
 MODELS = (("p1", "se"), ("p4", "cbam"))
 BATCHES = (128, 512)

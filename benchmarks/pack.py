@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 
 from attnplace.atomic import atomic_write
-from attnplace.train.record import read_record
+from attnplace.run.record import read_record
 
 
 def wanted(file: Path) -> bool:

@@ -40,11 +40,11 @@ from torchvision import transforms
 
 from attnplace.data import AttnDataModule
 from attnplace.data.batches import BatchLoader
-from attnplace.models import build_model
-from attnplace.train.config import Config, load_config
+from attnplace.models import build_network
+from attnplace.run.config import Config, load_config
 from attnplace.train.fit import make_datamodule, make_trainer
 from attnplace.train.module import PlacementModule, lr_factor, param_groups
-from attnplace.train.record import RunRecorder
+from attnplace.train.recorder import RunRecorder
 
 WARMUP_EPOCHS = 1
 
@@ -62,9 +62,8 @@ def fit_path(config: Config, data: AttnDataModule) -> list[float]:
 def plain_loop(config: Config, data: AttnDataModule, batches: Iterable, device: torch.device) -> list[float]:
     """b and c: the same model and optimizer as `PlacementModule`, trained by hand over `batches`; images/s
     of each epoch."""
-    model = build_model(num_classes=data.num_classes, in_channels=data.in_channels, seed=config.seed,
-                        **config.model.build_kwargs())
-    t = config.trainer.resolved()
+    model = build_network(config.model, data.num_classes, data.in_channels, config.seed)
+    t = config.trainer
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
     forward = torch.compile(model) if t.compile else model

@@ -11,10 +11,10 @@ import yaml
 from attnplace.cli import main
 from attnplace.grid import runner
 from attnplace.grid.blocks import read_blocks, schedule
-from attnplace.grid.ledger import write_ledger
+from attnplace.run.ledger import write_ledger
 from attnplace.grid.spec import load_grid
-from attnplace.train.record import cpu_model
-from attnplace.train.sections import TrainerConfig
+from attnplace.run.environment import cpu_model
+from attnplace.run.sections import TrainerConfig
 from dataset_files import image_tree, write_tree
 from grids import TINY_BASE, write_grid
 
@@ -86,9 +86,9 @@ def test_the_run_list_only_grows_until_the_grid_computes_something_else(tmp_path
     first = load_grid(path)
     write_ledger(first.results_dir, first.describe())
     fewer = load_grid(write_grid(tmp_path, {"model.pattern": ["none"], "seed": [0]}))
-    assert fewer.describe()["runs"] == first.describe()["runs"] and fewer.seeds == [0, 1]
+    assert fewer.describe().runs == first.describe().runs and fewer.seeds == [0, 1]
     other = load_grid(path, ["optim.lr=0.2"])  # another experiment under the same name: a run list of its own
-    assert other.seeds == [0] and not set(other.describe()["runs"]) & set(first.describe()["runs"])
+    assert other.seeds == [0] and not set(other.describe().runs) & set(first.describe().runs)
 
 
 def test_blocks_must_be_a_positive_count(tmp_path):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from attnplace.errors import UserError
-from attnplace.grid.calls import describe_calls, read_calls, recorded_call
+from attnplace.run.calls import describe_calls, read_calls, recorded_call
 
 
 def test_each_way_a_call_ends_is_recorded_and_kept(tmp_path):

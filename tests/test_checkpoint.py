@@ -14,11 +14,11 @@ import torch
 from attnplace.cli import main
 from attnplace.train import checkpoint as checkpoint_io
 from attnplace.train import fit as fit_module
-from attnplace.train import record as record_module
-from attnplace.train.config import load_config
+from attnplace.train import recorder as record_module
+from attnplace.run.config import load_config
 from attnplace.train.fit import fit, make_datamodule, make_trainer
 from attnplace.train.module import PlacementModule
-from attnplace.train.record import RunRecorder
+from attnplace.train.recorder import RunRecorder
 from conftest import comparable
 from dataset_files import image_tree, write_tree
 from test_train import TINY
@@ -247,7 +247,7 @@ def test_a_grid_worker_reports_an_unwritable_run_folder_and_the_cause_its_grid_s
     monkeypatch.setattr(record_module, "write_json", fail_at_second_call(record_module.write_json, err))
     monkeypatch.chdir(tmp_path)  # the worker moves to the payload's cwd; the test's own is restored after
     result = run_payload({"config": config.to_dict(), "grid": "g", "axes": {}, "cwd": str(tmp_path)})
-    assert (result["status"], result["user_error"]) == ("running", True)  # the record as last written
-    assert result["error"] == f"cannot write the run folder {run_dir}: {err.strerror}"
-    assert result["cause"] == f"cannot write the run folders in {tmp_path / 'runs'}: {err.strerror}"
-    assert result["unwritable"] is True  # which stops a grid at this run, wherever it falls
+    assert (result.status, result.user_error) == ("running", True)  # the record as last written
+    assert result.error == f"cannot write the run folder {run_dir}: {err.strerror}"
+    assert result.cause == f"cannot write the run folders in {tmp_path / 'runs'}: {err.strerror}"
+    assert result.unwritable is True  # which stops a grid at this run, wherever it falls

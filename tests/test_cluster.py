@@ -20,9 +20,9 @@ from grids import AXES, TINY_BASE, records, same_runs, write_grid
 from ray_cluster import RayCluster
 
 from attnplace.cli import main
-from attnplace.grid.calls import read_calls
+from attnplace.run.calls import read_calls
 from attnplace.grid.cluster import capacity, hardware_lines, pin_blocks
-from attnplace.train.record import DECLARED_AMOUNT, cpu_model, hardware_resource, resource_hardware
+from attnplace.run.environment import DECLARED_AMOUNT, cpu_model, hardware_resource, resource_hardware
 
 pytest.importorskip("ray")
 slow = pytest.mark.slow

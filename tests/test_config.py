@@ -1,13 +1,22 @@
 """The run config: one-line errors for bad keys and values (before any data is read), canonical run ids,
 YAML plus key=value overrides, and the per-device trainer preset."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from attnplace.cli import main
 from attnplace.errors import UserError
-from attnplace.train.config import Config, load_config
-from attnplace.train.sections import cpu_has_bf16
-from attnplace.train.config_io import from_dict, merge, parse_override
+from attnplace.models import ModelOptions, build_model
+from attnplace.run.config import Config, canonical, load_config
+from attnplace.run.config_io import from_dict, merge, parse_override
+from attnplace.run.environment import cpu_has_bf16
+from attnplace.run.sections import TrainerConfig
+
+
+FIXED_VALUES = {"precision": "32-true", "channels_last": True, "compile": False}
+FIXED = TrainerConfig(**FIXED_VALUES)
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -50,6 +59,9 @@ def test_cli_reports_bad_config_without_traceback(tmp_path, capsys):
     assert err.strip() == ("attnplace: error: model.pattern='p9' is invalid; valid: none, p1, p2, p3, p3c, p4")
     assert main(["fit", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml' not found" in capsys.readouterr().err
+    assert main(["fit", "model.pattern"]) == 2  # a key without its value is no config file
+    assert capsys.readouterr().err.strip() == ("attnplace: error: 'model.pattern' is neither a config file (.yaml) "
+                                               "nor key=value (e.g. model.pattern=p4)")
     (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
     assert main(["fit", str(tmp_path / "broken.yaml")]) == 2
     assert "not valid YAML" in capsys.readouterr().err
@@ -72,6 +84,40 @@ def test_run_ids_are_stable_and_canonical():
     c = load_config(None, ["model.pattern=p4", "model.gamma_s_init=0.5"])
     assert c.run_id != load_config(None, ["model.pattern=p4"]).run_id
     assert load_config(None, ["seed=1"]).run_id != load_config(None, ["seed=2"]).run_id
+
+
+def test_any_config_gives_the_id_of_the_run_it_describes():
+    """`run_id` is the canonical config's: a config built by hand, with unset gates and options its pattern
+    ignores, names the run it describes."""
+    by_hand = Config(model=ModelOptions(pattern="p3", gate="mix", gamma_s_init=0.5), trainer=FIXED)
+    assert by_hand.run_id == canonical(by_hand).run_id == load_config(None, [
+        "model.pattern=p3c", *(f"trainer.{k}={v}" for k, v in FIXED_VALUES.items())]).run_id
+    assert by_hand.run_id.startswith("resnet20-p3c-se-s0-")
+
+
+COMMITTED_RECORDS = sorted((Path(__file__).parents[1] / "results").glob("*/runs/*/record.json"))
+
+
+def test_every_committed_record_s_config_gives_its_id():
+    """A committed record's config, read back by hand, gives the id the run was recorded under (older records
+    lack later keys; their defaults must keep the id)."""
+    assert len(COMMITTED_RECORDS) > 100
+    for path in COMMITTED_RECORDS:
+        record = json.loads(path.read_text())
+        assert from_dict(Config, record["config"]).run_id == record["id"], path
+
+
+def test_one_check_states_a_bad_option_to_a_config_and_to_build_model():
+    """Each option is checked once, where it is defined; a config names its dotted key, `build_model` its
+    argument."""
+    with pytest.raises(UserError, match=r"^model.gate='soft' is invalid; valid: mask, mix, near_identity$"):
+        load_config(None, ["model.gate=soft"])
+    with pytest.raises(UserError, match=r"^unknown gate 'soft'; valid: mask, mix, near_identity$"):
+        build_model(gate="soft")
+    with pytest.raises(UserError, match=r"^model.stages=\[4\] is invalid; valid: a non-empty list of resnet20's"):
+        load_config(None, ["model.stages=[4]"])
+    with pytest.raises(UserError, match=r"^stages=\[4\] do not exist in resnet20; valid: 1..3$"):
+        build_model(stages=[4])
 
 
 @pytest.mark.parametrize("overrides,scaled", [
@@ -142,7 +188,7 @@ def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path):
 
 
 def test_runs_differing_only_in_resolved_precision_get_different_ids(monkeypatch):
-    from attnplace.train import sections
+    from attnplace.run import sections
 
     ids = {}
     for bf16 in (False, True):

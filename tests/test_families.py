@@ -14,9 +14,9 @@ import torchvision
 from torch import nn
 
 import attnplace
-from attnplace.models import (BACKBONES, FAMILIES, PATTERNS, BlockOptions, build_model, count_flops, count_params,
-                              gate_values)
-from attnplace.train.config import load_config
+from attnplace.models import (BACKBONES, FAMILIES, PATTERNS, BlockOptions, build_model, build_network, count_flops,
+                              count_params, gate_values)
+from attnplace.run.config import load_config
 
 GATE_VALUES = {"gamma": 0.37, "logit": -0.8}  # away from every initial value (γ₀ = 0 / 0.1, λ₀ = 0.1)
 LAMBDA = 1 / (1 + math.exp(-GATE_VALUES["logit"]))
@@ -351,7 +351,7 @@ def test_block_and_weights_stay_out_of_the_run_id_at_their_defaults(tmp_path):
     weighted = load_config(None, FIXED_TRAINER + ["model.backbone=torchvision:resnet18",
                                                   f"model.weights={tmp_path / 'r18.pt'}"])
     assert weighted.run_id != library.run_id and weighted.model.weights == str(tmp_path / "r18.pt")
-    model = build_model(num_classes=10, **weighted.model.build_kwargs())
+    model = build_network(weighted.model, num_classes=10)
     assert model.fc.out_features == 10
 
 

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from attnplace.cli import main
-from attnplace.grid.calls import read_calls
+from attnplace.run.calls import read_calls
 from attnplace.grid.runner import plan
 from attnplace.grid.spec import load_grid
 from grids import TINY_BASE, records, write_grid

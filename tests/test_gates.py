@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from attnplace.models import PATTERNS, BlockOptions, build_model
+from attnplace.models import PATTERNS, BlockOptions, build_model, build_network
 from attnplace.models.blocks import ResidualBlock
 from attnplace.models.masks import mask_statistics
-from attnplace.train.config import load_config
+from attnplace.run.config import load_config
 from attnplace.train.fit import fit
 
 GATE_VALUES = {"gamma": 0.37, "logit": -0.8}  # away from every initial value (γ₀ = 0 / 0.1, λ₀ = 0.1)
@@ -85,7 +85,7 @@ def test_legacy_names_build_the_same_modules_and_ids_as_before(name):
     overrides, run_id, params, weight_sum, logits = LEGACY[name]
     config = load_config(None, ["model.backbone=resnet20", *FIXED_TRAINER, *overrides])
     assert config.run_id == run_id
-    model = build_model(seed=3, **config.model.build_kwargs()).eval()
+    model = build_network(config.model, seed=3).eval()
     assert sum(p.numel() for p in model.parameters()) == params
     assert sum(float(p.detach().double().sum()) for p in model.parameters()) == pytest.approx(weight_sum, abs=1e-5)
     torch.manual_seed(0)

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -15,12 +16,13 @@ import yaml
 from attnplace.cli import main
 from attnplace.errors import UserError
 from attnplace.grid import local, runner
-from attnplace.grid.calls import read_calls
+from attnplace.run.calls import read_calls
 from attnplace.grid.blocks import read_blocks, schedule
 from attnplace.grid.runner import auto_workers, dry_run_table, plan, run_status
 from attnplace.grid.spec import load_grid
-from attnplace.train.record import cpu_model
-from attnplace.train.sections import TrainerConfig
+from attnplace.run.environment import cpu_model
+from attnplace.run.result import RunResult
+from attnplace.run.sections import TrainerConfig
 from grids import AXES, TINY_BASE, records, same_runs, write_grid
 
 
@@ -165,25 +167,40 @@ def test_a_run_handed_to_other_hardware_than_its_blocks_refuses_in_one_line_unle
     grid = load_grid(write_grid(tmp_path, {"model.pattern": ["none"]}, name="moved", base=base))
     other = "AMD EPYC, torch kernels AVX2" if "EPYC" not in cpu_model() else "Intel Xeon, torch kernels AVX512"
     result = run_payload(make_payload(grid.runs[0], grid, 1, {"hardware": [other]}))
-    assert (result["status"], result["user_error"]) == ("failed", True)
-    assert result["error"] == (
+    assert (result.status, result.user_error) == ("failed", True)
+    assert result.error == (
         f"seed 0's block trained on {other}, this machine is {cpu_model()}: the same configs compute other numbers "
         f"on other hardware, so the block's pairs would mix the two; finish the block on the hardware it started "
         f"on, or pass --allow-mixed-environments")
     assert run_status(grid.runs[0]) == "new"
-    assert run_payload(make_payload(grid.runs[0], grid, 1, {"hardware": None}))["status"] == "completed"
+    assert run_payload(make_payload(grid.runs[0], grid, 1, {"hardware": None})).status == "completed"
 
 
 def test_runs_that_fail_on_one_cause_stop_the_grid_though_their_messages_differ():
     """Each run's unwritable folder has its own message, but one cause: the disk under them."""
-    folders = [{"id": i, "status": "running", "user_error": True, "error": f"cannot write the run folder runs/{i}: "
-                "No space left on device", "cause": "cannot write the run folders in runs: No space left on device"}
+    folders = [RunResult(i, "running", f"cannot write the run folder runs/{i}: No space left on device",
+                         "cannot write the run folders in runs: No space left on device", user_error=True)
                for i in "ab"]
     assert runner.shared_user_error(folders) == "cannot write the run folders in runs: No space left on device"
-    assert runner.shared_user_error([folders[0], {**folders[1], "cause": "another"}]) is None
-    old = [{"status": "failed", "user_error": True, "error": "data missing"}] * 2  # workers before causes
-    assert runner.shared_user_error(old) == "data missing"
-    assert runner.shared_user_error([old[0], {**old[1], "user_error": False}]) is None
+    assert runner.shared_user_error([folders[0], replace(folders[1], cause="another")]) is None
+    old = [RunResult.from_json('{"id": "a", "status": "failed", "user_error": true, "error": "data missing"}')] * 2
+    assert runner.shared_user_error(old) == "data missing"  # workers from before causes were reported
+    assert runner.shared_user_error([old[0], replace(old[1], user_error=False)]) is None
+
+
+def test_a_run_result_crosses_a_worker_pipe_whole_and_reads_an_older_workers_line():
+    """The JSON line a worker writes (worker.py `serve`) is what local.py reads back; a worker still running
+    older code wrote no `cause` nor `unwritable`."""
+    result = RunResult.failed("a", "cannot write the run folder runs/a: No space left on device",
+                              cause="cannot write the run folders in runs: No space left on device", user_error=True,
+                              unwritable=True)
+    assert RunResult.from_json(result.to_json()) == result
+    done = RunResult("b", "completed", metrics={"test_acc": 0.5})
+    assert RunResult.from_json(done.to_json()) == done
+    older = RunResult.from_json('{"id": "c", "status": "failed", "error": "data missing", "metrics": {}, '
+                                '"user_error": true}\n')
+    assert older == RunResult("c", "failed", "data missing", user_error=True)
+    assert (older.cause, older.unwritable) == (None, False)
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +295,7 @@ def test_committed_results_are_their_grid_files_runs_all_recorded(results, monke
     hardware). A changed default or grid file that would silently change the runs fails here."""
     monkeypatch.chdir(ROOT)  # grid files name data relative to the repository root
     grid = load_grid(ROOT / "experiments" / f"{results.name}.yaml", ["output_dir=results"])
-    assert grid.describe()["runs"] == json.loads((results / "grid.json").read_text())["runs"]
+    assert list(grid.describe().runs) == json.loads((results / "grid.json").read_text())["runs"]
     blocks = read_blocks(grid)
     complete = [b for b in blocks if b.complete]
     assert results.name in UNDER_WAY or len(complete) >= grid.wanted
@@ -290,7 +307,7 @@ def test_a_payload_runs_in_the_grids_folder_with_its_relative_data_path(tmp_path
     """What a Ray worker on another node does: it starts in some other folder, and the run's relative
     data path and run folder still mean what they meant where the grid started."""
     from attnplace.grid.worker import run_payload
-    from attnplace.train.config import load_config
+    from attnplace.run.config import load_config
     from dataset_files import image_tree, write_tree
 
     write_tree(tmp_path / "grid" / "images", image_tree(classes=("ant", "bee"), per_class=6, size=(8, 8)))
@@ -302,9 +319,9 @@ def test_a_payload_runs_in_the_grids_folder_with_its_relative_data_path(tmp_path
     payload = {"config": config.to_dict(), "grid": "g", "axes": {}, "cwd": str(tmp_path / "grid")}
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
-    assert run_payload(payload)["status"] == "completed"
+    assert run_payload(payload).status == "completed"
     assert (tmp_path / "grid" / "out" / "run" / "record.json").exists()
 
     gone = run_payload({**payload, "cwd": str(tmp_path / "gone")})
-    assert (gone["id"], gone["status"], gone["user_error"]) == ("run", "failed", True)
-    assert gone["error"].startswith(f"the grid's folder {tmp_path / 'gone'} does not exist on ")
+    assert (gone.id, gone.status, gone.user_error) == ("run", "failed", True)
+    assert gone.error.startswith(f"the grid's folder {tmp_path / 'gone'} does not exist on ")

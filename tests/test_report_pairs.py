@@ -124,12 +124,12 @@ def test_a_grid_report_section_sets_the_baseline_and_metric(tmp_path, capsys):
             "report": {"baseline": "p1/se", "metric": "val_acc", "equivalence_margin": 1.0}}
     (tmp_path / "g.yaml").write_text(yaml.safe_dump(spec))
     grid = load_grid(tmp_path / "g.yaml")
-    assert grid.describe()["report"] == spec["report"]
+    assert grid.describe().report == spec["report"]
     recs = [record(p, s, 0.9, val_acc=0.7 + 0.01 * s + (0.02 + 0.005 * s if p == "p1" else 0))
             for p in ("none", "p1") for s in (0, 1)]
     folder = write_runs(tmp_path / "out", recs)
     # Hand-written records, not the grid's runs: grid.json lists neither the grid's run ids nor its seed blocks.
-    (folder / "grid.json").write_text(json.dumps({**grid.describe(), "runs": None, "blocks": None}))
+    (folder / "grid.json").write_text(json.dumps({**grid.describe().content(), "runs": None, "blocks": None}))
     report = write_report(folder)
     assert report.settings.baseline == "p1/se" and report.summary["variant"].iloc[0] == "p1/se"
     assert row(report.summary, "none")["diff"] == pytest.approx(-0.0225)  # val_acc, not test_acc (equal everywhere)

@@ -16,10 +16,10 @@ import torch
 
 import attnplace
 from attnplace.cli import main
-from attnplace.train.config import load_config
+from attnplace.run.config import load_config
 from attnplace.train.fit import fit
 from attnplace.train.module import PlacementModule
-from attnplace.train.record import code_version, git_commit, source_hash
+from attnplace.run.provenance import code_version, git_commit, source_hash
 from conftest import SHARED_TARBALL, comparable, wandb_records
 
 TINY = ["data.name=synthetic", "data.path=null", "data.val_size=100", "data.batch_size=50",
@@ -239,7 +239,7 @@ def test_training_steps_make_no_host_sync(tmp_path, monkeypatch):
     import lightning as L
 
     from attnplace.train.fit import make_datamodule, make_trainer
-    from attnplace.train.record import RunRecorder
+    from attnplace.train.recorder import RunRecorder
 
     calls = []
 

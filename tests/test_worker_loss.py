@@ -14,7 +14,7 @@ import pytest
 
 from attnplace.grid import local, runner
 from attnplace.grid.spec import load_grid
-from attnplace.train.record import read_record
+from attnplace.run.record import read_record
 from grids import records, same_runs, write_grid
 
 AXES = {"model.pattern": ["none", "p1"], "seed": [0]}

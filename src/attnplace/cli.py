@@ -40,12 +40,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from .train.config import load_config
+    from .run.config import load_config
     from .train.fit import fit, summary_line
 
     path, overrides = args.config, list(args.overrides)
     if path and "=" in path:  # `attnplace fit model.pattern=p4`: no config file, only overrides
         path, overrides = None, [path, *overrides]
+    elif path and not Path(path).exists() and Path(path).suffix not in (".yaml", ".yml"):  # a key without =value
+        raise UserError(f"{path!r} is neither a config file (.yaml) nor key=value (e.g. model.pattern=p4)")
     record = fit(load_config(path, overrides))
     print(summary_line(record))
     return 0 if record["status"] == "completed" else 1
@@ -119,8 +121,8 @@ def cmd_hardware(args: argparse.Namespace) -> int:
     cluster"): a seed block trains on one kind, and on a cluster the declared kind places its runs."""
     import torch
 
-    from .train.record import DECLARED_AMOUNT, hardware_here, hardware_resource
-    from .train.sections import TrainerConfig
+    from .run.environment import DECLARED_AMOUNT, hardware_here, hardware_resource
+    from .run.sections import TrainerConfig
 
     device = args.device or TrainerConfig().device()
     if device == "cuda" and not torch.cuda.is_available():

@@ -25,3 +25,29 @@ class UnwritableFolder(UserError):
 def choices_error(what: str, given: object, valid) -> UserError:
     """`unknown attention 'sse'; valid: cbam, coord, eca, ...` — the standard unknown-name message."""
     return UserError(f"unknown {what} {given!r}; valid: {', '.join(map(str, valid))}")
+
+
+class InvalidOption(UserError):
+    """A bad value of one named option, raised by the check where the option is defined. Its message is what the
+    caller of a function sees (`unknown gate 'soft'; valid: ...`, naming the argument); a config reader states it
+    of the config's dotted key instead (`in_config`: `model.gate='soft' is invalid; valid: ...`)."""
+
+    def __init__(self, key: str, value: object, valid: str, message: str | None = None):
+        self.key, self.value, self.valid = key, value, valid
+        super().__init__(message or f"{key}={value!r} is invalid; valid: {valid}")
+
+    def in_config(self, prefix: str) -> str:
+        return f"{prefix}{self.key}={self.value!r} is invalid; valid: {self.valid}"
+
+
+def require(ok: bool, key: str, value: object, valid: str, message: str | None = None) -> None:
+    """Raise `InvalidOption` for `key=value` unless `ok`; `valid` says what would be, `message` (if given) how a
+    function's caller is told."""
+    if not ok:
+        raise InvalidOption(key, value, valid, message)
+
+
+def choose(key: str, value: object, choices) -> None:
+    """Raise `InvalidOption` unless `value` is one of `choices`; a caller sees `choices_error`'s message."""
+    if value not in choices:
+        raise InvalidOption(key, value, ", ".join(map(str, choices)), str(choices_error(key, value, choices)))

@@ -15,7 +15,9 @@ seed as a replacement, until the study holds the number of complete blocks it as
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from ..train.record import hardware_kind, read_record, run_ended
+from ..run.environment import hardware_kind
+from ..run.ledger import counted_seeds
+from ..run.record import read_record, run_ended
 from .spec import Grid, GridRun
 
 
@@ -122,10 +124,9 @@ def replacement_seeds(grid: Grid, count: int) -> list[int]:
 def counted_blocks(grid: Grid, blocks: list[Block]) -> list[int] | None:
     """The seeds of the blocks the study's tables pair on, frozen once `grid.wanted` blocks are complete: the
     first complete blocks in seed order. A block that completes later never swaps in."""
-    if grid.ledger.counted is not None:
-        return list(grid.ledger.counted)
     complete = [b.seed for b in blocks if b.complete]  # blocks come in the grid's seed order
-    return complete[:grid.wanted] if len(complete) >= grid.wanted else None
+    counted = counted_seeds(grid.ledger.counted, complete, grid.wanted)
+    return counted if grid.ledger.counted is not None or len(counted) >= grid.wanted else None
 
 
 def _seeds(blocks: list[Block]) -> str:

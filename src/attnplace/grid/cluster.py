@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import UserError
-from ..train.record import DECLARED_AMOUNT, hardware_here, hardware_resource, resource_hardware
-from ..train.sections import TrainerConfig
+from ..run.environment import DECLARED_AMOUNT, hardware_here, hardware_resource, resource_hardware
+from ..run.result import RunResult
+from ..run.sections import TrainerConfig
 from .spec import Grid, GridRun
 from .worker import make_payload, run_logged
 
@@ -33,7 +34,7 @@ UNDECLARED = ("start each node with the --resources that `attnplace hardware` pr
 
 
 def launch_ray(runs: list[GridRun], grid: Grid, workers: int, address: str | None, gpus_per_run: float,
-               cpus_per_run: float, guards: dict[str, dict] | None = None, echo=print) -> Iterator[dict]:
+               cpus_per_run: float, guards: dict[str, dict] | None = None, echo=print) -> Iterator[RunResult]:
     """Yield each run's result as its task finishes. Fractional `gpus_per_run` (e.g. 0.25) packs small
     models onto one GPU, by Ray's accounting. `runs` come block-major and are submitted so (Ray starts them
     roughly in that order), each pinned to its block's declared hardware kind (`pin_blocks`)."""
@@ -60,7 +61,7 @@ def launch_ray(runs: list[GridRun], grid: Grid, workers: int, address: str | Non
             try:
                 result = ray.get(ready[0])
             except Exception as err:  # retries exhausted (nodes lost) or the task crashed: recorded, go on
-                result = {"id": run.id, "status": "failed", "error": f"ray task failed: {type(err).__name__}"}
+                result = RunResult.failed(run.id, f"ray task failed: {type(err).__name__}")
             yield result
     finally:  # closed early (the grid stopped): the tasks left would only repeat the failure
         for future in futures:

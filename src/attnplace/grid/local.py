@@ -8,7 +8,6 @@ later calls leave it alone unless --retry-failed instead of losing a worker on i
 
 import contextlib
 import ctypes
-import json
 import os
 import resource
 import select
@@ -18,14 +17,16 @@ import sys
 from collections.abc import Iterator
 
 from ..atomic import folder_errors, write_json
-from ..train.record import read_record
+from ..run.record import read_record
+from ..run.result import RunResult
 from .spec import Grid, GridRun
 from .worker import make_payload
 
 WORKER_LOSS_TRIES = 3  # tries in all, in one grid call, of a run whose worker process dies under it
 
 
-def launch_local(runs: list[GridRun], grid: Grid, workers: int, guards: dict[str, dict] | None = None) -> Iterator[dict]:
+def launch_local(runs: list[GridRun], grid: Grid, workers: int,
+                 guards: dict[str, dict] | None = None) -> Iterator[RunResult]:
     """The runs in `workers` long-lived worker processes, each handed its next run as soon as it reports
     one: imports, CUDA start-up and the dataset load are paid once per process, not once per run. With
     several GPUs, worker i trains on GPU i mod count. A worker that dies (killed, out of memory) is replaced
@@ -56,19 +57,18 @@ def launch_local(runs: list[GridRun], grid: Grid, workers: int, guards: dict[str
                 worker.stop()
 
 
-def after_loss(run: GridRun, worker: "Worker", losses: dict[str, int], pending: list[GridRun]) -> dict:
+def after_loss(run: GridRun, worker: "Worker", losses: dict[str, int], pending: list[GridRun]) -> RunResult:
     """What becomes of a run whose `worker` died under it: handed again, first in line, until it has lost
     `WORKER_LOSS_TRIES` workers (`losses` counts them by run id), with a `retrying` result that counts as no
     finished run; then recorded as failed (`record_loss`), with a failed result."""
     losses[run.id] = tries = losses.get(run.id, 0) + 1
     if tries < WORKER_LOSS_TRIES:
         pending.insert(0, run)
-        return {"id": run.id, "status": "retrying",
-                "error": f"{worker.death}; retrying (try {tries + 1} of {WORKER_LOSS_TRIES})"}
+        return RunResult(run.id, "retrying", f"{worker.death}; retrying (try {tries + 1} of {WORKER_LOSS_TRIES})")
     cause = f"{worker.death}, {tries} times"
     record_loss(run, cause, worker.peak_rss_mb)
     log = run.config.resolved_run_dir() / "log.txt"
-    return {"id": run.id, "status": "failed", "error": f"{cause}; see {log}", "metrics": {}, "user_error": False}
+    return RunResult.failed(run.id, f"{cause}; see {log}")
 
 
 def record_loss(run: GridRun, cause: str, peak_rss_mb: int | None) -> None:
@@ -125,11 +125,11 @@ class Worker:
         self.proc.stdin.write(f"{spec}\n")
         self.proc.stdin.flush()
 
-    def result(self) -> dict | None:
+    def result(self) -> RunResult | None:
         """The reply for its run, or None when the process died under it (`death` says how)."""
         reply, self.run = self.replies.readline(), None
         if reply:
-            return json.loads(reply)
+            return RunResult.from_json(reply)
         self.reap()
         return None
 

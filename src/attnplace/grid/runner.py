@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 
 from ..atomic import folder_errors, write_json
 from ..errors import UserError
-from ..train.record import hardware_here, read_record
+from ..run.environment import hardware_here
+from ..run.record import read_record
+from ..run.result import RunResult
 from .blocks import Schedule, counted_blocks, read_blocks, schedule
-from .ledger import write_ledger
-from .calls import recorded_call
+from ..run.ledger import write_ledger
+from ..run.calls import recorded_call
 from .local import launch_local, visible_gpus
 from .spec import Grid, GridRun
 
@@ -76,19 +78,19 @@ class Progress:
     failed: int = 0
     started: float = field(default_factory=time.perf_counter)
 
-    def update(self, result: dict) -> str:
-        if result["status"] == "completed":
+    def update(self, result: RunResult) -> str:
+        if result.status == "completed":
             self.done += 1
-        elif result["status"] != "retrying":
+        elif result.status != "retrying":
             self.failed += 1
         finished = self.done + self.failed
         left = self.total - finished
         eta = f" | ETA {(time.perf_counter() - self.started) / finished * left / 60:.1f} min" if finished else ""
-        last = result["error"] if result["status"] == "retrying" else f"{result['status']}: {result.get('error')}"
-        if (acc := result.get("metrics", {}).get("test_acc")) is not None:
+        last = result.error if result.status == "retrying" else f"{result.status}: {result.error}"
+        if (acc := result.metrics.get("test_acc")) is not None:
             last = f"test acc {acc:.2%}"
         return (f"[{finished}/{self.total}] done {self.done}, failed {self.failed}, left {left}"
-                f" | {result['id']}: {last}{eta}")
+                f" | {result.id}: {last}{eta}")
 
 
 RUNS_PER_GPU = 4  # `--workers auto` on a GPU; benchmarks/gpu.sh measures 1, 2, 4 and 8 at once
@@ -112,7 +114,7 @@ def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_fai
              echo=lambda line: print(line, flush=True)) -> dict:
     """Run what is left of `grid`, block by block (`blocks.schedule`); return counts {"runs", "completed",
     "failed", "to_run"}. The call, with its `command` line, is added to the results folder's `calls.jsonl`
-    (calls.py) however it ends, and grid.json (ledger.py) keeps every run it planned.
+    (run/calls.py) however it ends, and grid.json (run/ledger.py) keeps every run it planned.
 
     When the first runs to finish all failed on the same `UserError` (missing data, say), every other run
     would too: the grid stops its workers, starts no more runs and raises that error. A block bound to other
@@ -147,7 +149,7 @@ def guards(plan: Schedule, check_hardware: bool = True) -> dict[str, dict]:
 
 
 def launch(todo: list[GridRun], grid: Grid, launcher: str, workers: int, address: str | None,
-           gpus_per_run: float, cpus_per_run: float, guards: dict[str, dict], echo=print) -> Iterator[dict]:
+           gpus_per_run: float, cpus_per_run: float, guards: dict[str, dict], echo=print) -> Iterator[RunResult]:
     """The runs' results as they come; `echo` says what Ray finds about its nodes' hardware (cluster.py)."""
     if launcher == "ray":
         from .cluster import launch_ray
@@ -156,20 +158,20 @@ def launch(todo: list[GridRun], grid: Grid, launcher: str, workers: int, address
     return launch_local(todo, grid, workers, guards)
 
 
-def follow(results: Iterator[dict], total: int, workers: int, echo, errors: dict[str, str]) -> None:
+def follow(results: Iterator[RunResult], total: int, workers: int, echo, errors: dict[str, str]) -> None:
     """Echo each run's result as it comes and note its error; stop the grid (close `results`, raise) at the
     first run that could not write its folder (a full or read-only disk fails every run after it too), or when
     its first runs all failed on one `UserError`. A run being retried (`retrying`) has no result yet."""
     progress, first = Progress(total, workers), []
     for result in results:
         echo(progress.update(result))
-        if result["status"] == "retrying":
+        if result.status == "retrying":
             continue
-        if result["status"] != "completed":
-            errors[result["id"]] = result.get("error")
-        if result.get("unwritable"):
+        if result.status != "completed":
+            errors[result.id] = result.error
+        if result.unwritable:
             results.close()
-            raise UserError(f"{result['error']} (grid stopped)")
+            raise UserError(f"{result.error} (grid stopped)")
         if len(first) < min(STOP_AFTER, total):
             first.append(result)
             if len(first) == min(STOP_AFTER, total) and (mistake := shared_user_error(first)):
@@ -177,12 +179,12 @@ def follow(results: Iterator[dict], total: int, workers: int, echo, errors: dict
                 raise UserError(f"{mistake} (the first {len(first)} runs failed on it; grid stopped)")
 
 
-def shared_user_error(results: list[dict]) -> str | None:
+def shared_user_error(results: list[RunResult]) -> str | None:
     """The cause, when every one of `results` failed on a `UserError` of the same cause (a run folder that
     cannot be written names its run, but the cause, the disk, is shared); results of workers from before
     causes were reported compare their errors."""
-    causes = {r.get("cause") or r.get("error") for r in results}
-    return causes.pop() if len(causes) == 1 and all(r.get("user_error") for r in results) else None
+    causes = {r.cause or r.error for r in results}
+    return causes.pop() if len(causes) == 1 and all(r.user_error for r in results) else None
 
 
 def write_status(grid: Grid, errors: dict[str, str]) -> list[str]:

@@ -17,7 +17,7 @@ For each seed, the product of the other axes, minus excluded combinations, is th
 grid lists them block by block. Runs are canonicalised (see `config.canonical`), so e.g. the `none` baseline
 appears once per seed, not once per attention type. A seed block that cannot finish on this machine's hardware
 is replaced by the next unused seed (grid/blocks.py), whose block the grid.json of the results folder keeps
-(grid/ledger.py). The `report` section travels in grid.json, so `attnplace report` reads the table as the grid
+(run/ledger.py). The `report` section travels in grid.json, so `attnplace report` reads the table as the grid
 file asks (its command-line flags override it).
 """
 
@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..report.settings import report_settings
-from ..train.config import PRESENTATION_KEYS, Config, canonical
-from ..train.config_io import from_dict, merge, parse_override, read_yaml
-from .ledger import PRESET_KEYS, Ledger, read_ledger
+from ..run.report_settings import report_settings
+from ..run.config import PRESENTATION_KEYS, Config, canonical
+from ..run.config_io import from_dict, merge, parse_override, read_yaml
+from ..run.ledger import PRESET_KEYS, Ledger, read_ledger
 
 GRID_KEYS = ("name", "base", "axes", "exclude", "report", "blocks")
 
@@ -86,13 +86,14 @@ class Grid:
                                                            self.results_dir)]
         return dataclasses.replace(self, runs=[*self.runs, *added])
 
-    def describe(self, counted: list[int] | None = None) -> dict:
-        """grid.json's content: the run list only grows (runs an earlier call listed stay, in their order)."""
-        runs = list(dict.fromkeys([*self.ledger.runs, *(r.id for r in self.runs)]))
-        seeds = {str(seed): [r.id for r in self.block(seed)] for seed in self.seeds}
-        return {"name": self.name, "axes": self.axes, "runs": runs, "report": self.report,
-                "blocks": {"wanted": self.wanted, "seeds": seeds, "counted": counted},
-                "preset": self.preset, "definition": self.definition}
+    def describe(self, counted: list[int] | None = None) -> Ledger:
+        """What grid.json is to say now (`write_ledger`): the run list only grows (runs an earlier call listed
+        stay, in their order); `counted`, the seeds of the blocks the tables pair on (`blocks.counted_blocks`)."""
+        runs = tuple(dict.fromkeys([*(self.ledger.runs or ()), *(r.id for r in self.runs)]))
+        seeds = {seed: tuple(r.id for r in self.block(seed)) for seed in self.seeds}
+        return Ledger(name=self.name, axes=self.axes, runs=runs, report=self.report, wanted=self.wanted, seeds=seeds,
+                      counted=None if counted is None else tuple(counted), preset=self.preset,
+                      definition=self.definition)
 
 
 def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
@@ -111,7 +112,9 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
     report_settings(report, str(path))  # a mistake here must stop the grid before it trains, not after
     base = merge(spec.get("base") or {}, dict(parse_override(o) for o in overrides))
     base["name"] = name
-    seeds = axes.get("seed") or [from_dict(Config, base).seed]
+    first = from_dict(Config, base)
+    first.data.check_files_here()  # every run reads the base's data: said once, before anything trains
+    seeds = axes.get("seed") or [first.seed]
     wanted = spec.get("blocks", len(seeds))
     if not isinstance(wanted, int) or isinstance(wanted, bool) or wanted < 1:
         raise UserError(f"{path}: blocks={wanted!r}: expected the number of complete seed blocks wanted, >= 1 "

@@ -3,8 +3,9 @@ trains one run with its output in the run's log and also serves as the Ray task.
 
 `python -m attnplace.grid.worker` reads payload file paths from stdin, one a line (a payload file sits in
 its run directory), trains each run with its output in that directory's `log.txt`, and reports each on
-stdout as one JSON line. Imports, CUDA start-up and the dataset load are thus paid once per worker, not
-once per run. A run that fails (NaN, an exception) is recorded as failed, and the worker goes on.
+stdout as one JSON line (a `RunResult`, run/result.py). Imports, CUDA start-up and the dataset load are thus
+paid once per worker, not once per run. A run that fails (NaN, an exception) is recorded as failed, and the
+worker goes on.
 
 A per-run lock file keeps two launchers (a rerun while an orphan still trains, two Ray retries) from
 ever training the same run directory at once.
@@ -26,9 +27,11 @@ from ..data.load import dataset_fingerprint, keep_last_dataset
 from ..atomic import folder_errors
 from ..errors import UnwritableFolder, UserError
 from ..quiet import quiet_libraries
-from ..train.config import Config
-from ..train.config_io import from_dict
-from ..train.record import declared_hardware, error_line, hardware_here, read_record
+from ..run.config import Config
+from ..run.config_io import from_dict
+from ..run.environment import declared_hardware, hardware_here
+from ..run.record import error_line, read_record
+from ..run.result import RunResult
 from .spec import Grid, GridRun
 
 
@@ -73,11 +76,10 @@ def other_data(config: Config, fingerprints: list[str] | None) -> str | None:
             f"train into another results folder")
 
 
-def run_payload(payload: dict) -> dict:
-    """Train the run described by `payload` ({"config", "grid", "axes", "cwd", "hardware"}); return its id, status,
-    error and metrics, and `user_error`: whether it failed on a `UserError` (e.g. missing data), which the grid's
-    other runs are likely to repeat, with that error's `cause` (what they would share); `unwritable`: whether
-    that error was its folder's (a full disk), which the grid's later runs would repeat, so it stops at once.
+def run_payload(payload: dict) -> RunResult:
+    """Train the run described by `payload` ({"config", "grid", "axes", "cwd", "hardware"}); return its result:
+    a failure on a `UserError` (e.g. missing data) says so, with that error's `cause`, since the grid's other
+    runs are likely to repeat it, and whether it was its folder's (a full disk), which stops the grid at once.
 
     Relative paths in the config (the data, the output folder) mean what they meant where the grid was
     started, so the run works in the grid's folder `cwd`: a Ray worker on another node starts elsewhere.
@@ -87,14 +89,13 @@ def run_payload(payload: dict) -> dict:
     try:  # before the config is read: reading it checks that its (maybe relative) data path exists
         os.chdir(payload.get("cwd", "."))  # payloads written before grids recorded their folder: "."
     except OSError:
-        return {"id": Path(payload["config"]["run_dir"]).name, "status": "failed", "metrics": {}, "user_error": True,
-                "error": f"the grid's folder {payload['cwd']} does not exist on {socket.gethostname()}; start "
-                         f"the grid from a folder every node mounts at the same path"}
+        return RunResult.failed(Path(payload["config"]["run_dir"]).name,
+                                f"the grid's folder {payload['cwd']} does not exist on {socket.gethostname()}; "
+                                f"start the grid from a folder every node mounts at the same path", user_error=True)
     config = from_dict(Config, payload["config"])
     if mismatch := (other_hardware(config, payload.get("hardware"))  # before the run's folder is touched
                     or other_data(config, payload.get("data_fingerprints"))):
-        return {"id": config.run_id, "status": "failed", "error": mismatch, "cause": mismatch, "metrics": {},
-                "user_error": True}
+        return RunResult.failed(config.run_id, mismatch, cause=mismatch, user_error=True)
     run_dir = config.resolved_run_dir()
     with folder_errors(run_dir):  # a folder that cannot take the lock: `run_logged` reports it
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +105,7 @@ def run_payload(payload: dict) -> dict:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return {"id": config.run_id, "status": "busy", "error": "another process is training this run"}
+            return RunResult(config.run_id, "busy", "another process is training this run")
         try:
             record = fit(config, grid=payload["grid"], axes=payload["axes"])
             error, cause = record.get("error"), None
@@ -114,11 +115,11 @@ def run_payload(payload: dict) -> dict:
             error, user_error, cause = error_line(err), isinstance(err, UserError), getattr(err, "cause", None)
             unwritable = isinstance(err, UnwritableFolder)
             traceback.print_exc()
-    return {"id": config.run_id, "status": record.get("status"), "error": error, "cause": cause,
-            "metrics": record.get("metrics", {}), "user_error": user_error, "unwritable": unwritable}
+    return RunResult(config.run_id, record.get("status"), error, cause, metrics=record.get("metrics", {}),
+                     user_error=user_error, unwritable=unwritable)
 
 
-def run_logged(payload: dict) -> dict:
+def run_logged(payload: dict) -> RunResult:
     """`run_payload`, with this process's output appended to the run's `log.txt` beside its record (on a
     cluster too: there the record and log land in the shared results folder, not in Ray's node logs). A run
     folder that cannot take even the log or the lock fails the run as `unwritable`, not the worker process."""
@@ -127,8 +128,7 @@ def run_logged(payload: dict) -> dict:
         with output_to(run_dir / "log.txt"):
             result = run_payload(payload)
     except UnwritableFolder as err:  # the log's or the lock's; `fit` reports its own
-        result = {"id": run_dir.name, "status": "failed", "error": str(err), "cause": err.cause, "metrics": {},
-                  "user_error": True, "unwritable": True}
+        result = RunResult.failed(run_dir.name, str(err), cause=err.cause, user_error=True, unwritable=True)
     forget_run()
     return result
 
@@ -137,7 +137,7 @@ def serve(requests: Iterable[str], replies: TextIO) -> None:
     """Train the run of each payload path in `requests`; write each result to `replies` as a JSON line."""
     for line in requests:
         result = run_logged(json.loads(Path(line.strip()).read_text()))
-        replies.write(json.dumps(result) + "\n")
+        replies.write(result.to_json() + "\n")
         replies.flush()
 
 
@@ -183,7 +183,7 @@ def main(argv: list[str]) -> int:
     keep_last_dataset()
     if argv:
         results = [run_payload(json.loads(Path(path).read_text())) for path in argv]
-        return 0 if all(r["status"] == "completed" for r in results) else 1
+        return 0 if all(r.status == "completed" for r in results) else 1
     replies = os.fdopen(os.dup(1), "w")  # the runner's pipe; fd 1 itself must not carry runs' output
     os.dup2(2, 1)
     serve(sys.stdin, replies)

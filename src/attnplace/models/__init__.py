@@ -7,7 +7,6 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..errors import UserError
 from .attention import ATTENTION, create_attention, register_attention
 from .backbones import BACKBONES, backbone_block, stage_count
 from .blocks import PATTERNS, BlockOptions, ResidualBlock
@@ -17,6 +16,7 @@ from .external import is_external
 from .families import FAMILIES
 from .gates import gate_parameters, gate_values
 from .init import init_weights
+from .options import ModelOptions
 
 BLOCK_OPTIONS = tuple(f.name for f in fields(BlockOptions) if f.name != "attention")
 
@@ -28,22 +28,23 @@ def build_model(backbone: str = "resnet20", pattern: str = "none", attention: st
 
     `stages` (1-based) picks which stages get the pattern; the others get plain `none` blocks
     (None = every stage). `block_options` are the fields of `BlockOptions` (gate inits, learn flags,
-    `skip_attention`, `norm`, `p4_gate`, `block`: the backbone's family, which it may only confirm).
-    Weights depend on `seed` and each module's name only (`init.py`): two variants built with one seed
-    start with identical shared tensors. A library backbone (`torchvision:resnet18`, `timm:resnet26`) is
-    built and converted (`convert.py`); with `weights`, a local state_dict, it keeps those weights and only
-    its new modules and classifier are drawn. The caller's random state is left as it was.
+    `skip_attention`, `norm`, `p4_gate`, `block`: the backbone's family, which it may only confirm). Every
+    argument is checked by `ModelOptions` (options.py), as a config's `model` section is; then `build_network`.
     """
-    opts = BlockOptions.of(attention, **block_options)
-    block_cls = PATTERNS.get(pattern)
-    opts = replace(opts, block=backbone_block(backbone, opts.block))
-    chosen = None if stages is None else set(stages)
-    if chosen is not None and not chosen <= set(range(1, (n := stage_count(backbone)) + 1)):
-        raise UserError(f"stages={sorted(chosen)} do not exist in {backbone}; valid: 1..{n}")
-    if weights is not None and not is_external(backbone):
-        raise UserError(f"weights={weights!r} is for torchvision:/timm: backbones, not {backbone}; valid: null")
-    if opts.norm != "batch" and is_external(backbone):
-        raise UserError(f"norm={opts.norm!r} cannot change {backbone}'s own norms; valid: batch")
+    options = ModelOptions.of(backbone=backbone, pattern=pattern, attention=attention, weights=weights,
+                              stages=None if stages is None else tuple(stages), **block_options)
+    return build_network(options, num_classes, in_channels, seed)
+
+
+def build_network(options: ModelOptions, num_classes: int = 10, in_channels: int = 3, seed: int = 0) -> nn.Module:
+    """The network `options` describe. Weights depend on `seed` and each module's name only (`init.py`): two
+    variants built with one seed start with identical shared tensors. A library backbone (`torchvision:resnet18`,
+    `timm:resnet26`) is built and converted (`convert.py`); with `weights`, a local state_dict, it keeps those
+    weights and only its new modules and classifier are drawn. The caller's random state is left as it was.
+    """
+    backbone, block_cls = options.backbone, PATTERNS.get(options.pattern)
+    opts = replace(options, block=backbone_block(backbone, options.block))
+    chosen = None if options.stages is None else set(options.stages)
 
     def make_block(stage: int, in_ch: int, out_ch: int, stride: int) -> nn.Module:
         cls = block_cls if chosen is None or stage in chosen else ResidualBlock
@@ -53,7 +54,7 @@ def build_model(backbone: str = "resnet20", pattern: str = "none", attention: st
     with torch.random.fork_rng(devices=[]):  # construction draws too (user modules without reset_parameters)
         torch.manual_seed(seed)
         if is_external(backbone):
-            model, loaded = create_library_network(backbone, num_classes, in_channels, weights)
+            model, loaded = create_library_network(backbone, num_classes, in_channels, options.weights)
             adopt(model, block_cls, opts, chosen)
         else:
             model = BACKBONES.get(backbone)(make_block, in_channels=in_channels, num_classes=num_classes,
@@ -81,5 +82,5 @@ def count_flops(model: nn.Module, in_channels: int = 3, image_size: int | tuple[
 
 
 __all__ = ["ATTENTION", "BACKBONES", "FAMILIES", "PATTERNS", "BLOCK_OPTIONS", "BlockOptions", "backbone_block",
-           "build_model", "convert", "count_flops", "count_params", "create_attention", "gate_parameters",
+           "build_model", "build_network", "ModelOptions", "convert", "count_flops", "count_params", "create_attention", "gate_parameters",
            "gate_values", "is_external", "register_attention", "stage_count"]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ..errors import UserError, choices_error
+from ..errors import UserError, choose
 from ..registry import Registry
 from .external import is_external, library_facts
 from .families import FAMILIES, conv_norm_relu
@@ -59,8 +59,8 @@ def stage_count(backbone: str) -> int:
 
 def backbone_block(backbone: str, block: str | None = None) -> str:
     """The block family `backbone` is made of; `block`, if given, must be that family."""
-    if not is_external(backbone) and backbone not in BACKBONES:
-        raise choices_error("backbone", backbone, [*BACKBONES.names(), "torchvision:NAME", "timm:NAME"])
+    if not is_external(backbone):
+        choose("backbone", backbone, [*BACKBONES.names(), "torchvision:NAME", "timm:NAME"])
     family = library_facts(backbone).block if is_external(backbone) else BACKBONES.get(backbone).block
     if block not in (None, family):
         raise UserError(f"block={block!r} contradicts backbone {backbone!r}, which is made of {family} blocks; "

@@ -1,4 +1,4 @@
-"""The placement patterns: *where* attention `A(t) = m(t) ⊙ t` sits in a residual block, and *how* its
+r"""The placement patterns: *where* attention `A(t) = m(t) ⊙ t` sits in a residual block, and *how* its
 output joins the signal, the gate `g` (`gates.py`: mask `A(t)`, near_identity `t + γ·A(t)`, mix
 `(1-λ)·t + λ·A(t)`). A block is y = σ(merge(x)): its family (`families.py`, `opts.block`) builds the residual
 branch F, the skip and σ (basic: F = conv3×3-norm-ReLU-conv3×3-norm, skip = identity or 1×1 conv + norm when
@@ -22,16 +22,20 @@ near_identity on both paths for p4, and `p4_gate="direct"` (the seeds' form for 
 """
 
 import math
-from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import nn
 
-from ..errors import UserError, choices_error
+from ..errors import UserError, choices_error, choose, require
 from ..registry import Registry
 from .attention import ATTENTION, create_attention
 from .families import FAMILIES, Family
 from .gates import GATES, gate_options, make_gate
+
+if TYPE_CHECKING:
+    from .options import ModelOptions
 
 PATTERNS = Registry("pattern")
 NORMS = ("batch", "group")
@@ -58,33 +62,31 @@ class BlockOptions:
     p4_gate: str = "near_identity"  # or "direct": p4 with g_r = mask (the older name of gate=mask on p4)
 
     def __post_init__(self):
-        if self.norm not in NORMS:
-            raise choices_error("norm", self.norm, NORMS)
-        if self.block is not None and self.block not in FAMILIES:
-            raise choices_error("block", self.block, FAMILIES.names())
-        if self.p4_gate not in P4_GATES:
-            raise choices_error("p4_gate", self.p4_gate, P4_GATES)
-        if self.gate is not None and self.gate not in GATES:
-            raise choices_error("gate", self.gate, GATES.names())
-        if self.skip_gate is not None and self.skip_gate not in SKIP_GATES:
-            raise choices_error("skip_gate", self.skip_gate, SKIP_GATES)
-        if not (math.isfinite(self.lambda_init) and 0.0 <= self.lambda_init <= 1.0):
-            raise UserError(f"lambda_init={self.lambda_init} is not a mixing weight; valid: a value in [0, 1]")
+        choose("attention", self.attention, ATTENTION.names())
+        if self.skip_attention is not None:
+            choose("skip_attention", self.skip_attention, ATTENTION.names())
+        choose("norm", self.norm, NORMS)
+        if self.block is not None:
+            choose("block", self.block, FAMILIES.names())
+        choose("p4_gate", self.p4_gate, P4_GATES)
+        if self.gate is not None:
+            choose("gate", self.gate, GATES.names())
+        if self.skip_gate is not None:
+            choose("skip_gate", self.skip_gate, SKIP_GATES)
+        require(math.isfinite(self.lambda_init) and 0.0 <= self.lambda_init <= 1.0, "lambda_init", self.lambda_init,
+                "a mixing weight in [0, 1]")
         for name in ("gamma_s_init", "gamma_r_init"):
-            if not math.isfinite(getattr(self, name)):
-                raise UserError(f"{name}={getattr(self, name)} is invalid; valid: a finite number")
+            require(math.isfinite(getattr(self, name)), name, getattr(self, name), "a finite number")
 
     @classmethod
-    def of(cls, attention: str = "se", **options) -> "BlockOptions":
-        """From keyword arguments; an unknown option or attention name fails before anything is built."""
-        names = [f.name for f in fields(cls) if f.name != "attention"]
-        unknown = sorted(set(options) - set(names))
+    def of(cls, **options) -> "BlockOptions":
+        """From keyword arguments (`build_model`'s, `convert`'s): an unknown option fails before anything is
+        built, and so does a bad value, in one line naming the argument."""
+        names = [f.name for f in fields(BlockOptions) if f.name != "attention"]
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
         if unknown:
             raise choices_error("block option", unknown[0], names)
-        opts = cls(attention=attention, **options)
-        for name in (opts.attention, opts.skip_attention or opts.attention):
-            ATTENTION.get(name)
-        return opts
+        return cls(**options)
 
 
 @PATTERNS.register("none")
@@ -99,6 +101,7 @@ class ResidualBlock(nn.Module):
 
     attention_on: str | None = None
     seeds_gate: str | None = None
+    preset_of: tuple[str, str] | None = None  # (pattern, gate) of the network this pattern is a name for
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, opts: BlockOptions, family: Family | None = None):
         super().__init__()
@@ -112,6 +115,20 @@ class ResidualBlock(nn.Module):
     def gate_form(cls, opts: BlockOptions) -> str | None:
         """The gate on the pattern's attention: `opts.gate`, or the seeds' form."""
         return (opts.gate or cls.seeds_gate) if cls.seeds_gate else None
+
+    @classmethod
+    def check(cls, opts: "ModelOptions") -> None:
+        """Options that contradict each other in this pattern; `ModelOptions` asks at construction."""
+
+    @classmethod
+    def resolve(cls, opts: "ModelOptions") -> "ModelOptions":
+        """`opts` with the gate forms made concrete, under the pattern name that the patterns' presets give this
+        network: p3 × mix is p3c, p3c × mask is p3 (`preset_of`). Canonical configs and run ids are this."""
+        gate = cls.gate_form(opts)
+        base, form = cls.preset_of or (opts.pattern, gate)
+        presets = {block.preset_of: name for name, block in PATTERNS.items() if block.preset_of}
+        pattern = presets.get((base, gate), base if gate != form else opts.pattern)
+        return replace(opts, pattern=pattern, gate=gate, skip_gate=None)
 
     @classmethod
     def uses(cls, opts: BlockOptions) -> set[str]:
@@ -196,6 +213,18 @@ class DualPath(ResidualBlock):
     @staticmethod
     def skip_gate_form(opts: BlockOptions) -> str:
         return opts.skip_gate or "near_identity"
+
+    @classmethod
+    def check(cls, opts):
+        if opts.p4_gate == "direct" and opts.gate not in (None, "mask"):
+            raise UserError(f"p4_gate='direct' is p4 with gate=mask, but gate={opts.gate!r}; valid: drop one of them")
+
+    @classmethod
+    def resolve(cls, opts):
+        """Both gates concrete, and the older `p4_gate` name saying the same as `gate`."""
+        gate = cls.gate_form(opts)
+        return replace(opts, gate=gate, skip_gate=cls.skip_gate_form(opts),
+                       p4_gate="direct" if gate == "mask" else "near_identity")
 
     @classmethod
     def uses(cls, opts):

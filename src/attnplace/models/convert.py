@@ -23,6 +23,7 @@ from ..errors import UserError
 from .blocks import PATTERNS, BlockOptions, ResidualBlock
 from .families import Family
 from .init import init_weights
+from .stages import check_stages
 
 
 @dataclass(frozen=True)
@@ -83,27 +84,38 @@ def convert(model: nn.Module, pattern: str = "p1", attention: str = "se", stages
     Every parameter and buffer of `model` stays, the same tensors under new names (`layer1.0.conv1` becomes
     `layer1.0.residual.0`); the attention and gate modules are initialised from (seed, their name).
     `stages` (1-based, layer1 = 1) picks the stages that get the pattern; the others get plain `none` blocks,
-    which compute what the originals did. `block_options` are `BlockOptions` fields (gate, gamma_r_init, ...).
-    The caller's random state is left as it was.
+    which compute what the originals did. `block_options` are `BlockOptions` fields (gate, gamma_r_init, ...),
+    checked there. The caller's random state is left as it was.
     """
-    opts = BlockOptions.of(attention, **block_options)
+    opts = BlockOptions.of(attention=attention, **block_options)
+    block_cls = PATTERNS.get(pattern)
+    if stages is not None:
+        check_stages(stages, stage_count_of(model), type(model).__name__)
     kept = list(model.parameters())
     with torch.random.fork_rng(devices=[]):  # constructors draw (attention modules' default init)
-        adopt(model, PATTERNS.get(pattern), opts, stages)
+        adopt(model, block_cls, opts, stages)
     init_weights(model, seed, keep=kept)
     return model
 
 
-def adopt(model: nn.Module, block_cls: type, opts: BlockOptions, stages=None) -> None:
-    """`convert`'s replacement, without initialising the new modules (they keep their constructors' values)."""
+def stage_count_of(model: nn.Module) -> int:
+    return convertible_blocks(model)[-1][3]
+
+
+def convertible_blocks(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module, int]]:
+    """`residual_blocks`, of which a network to convert must have one."""
     found = residual_blocks(model)
     if not found:
         raise UserError(f"{type(model).__name__} has no residual block to convert; valid: a network of "
                         "torchvision's or timm's ResNet BasicBlock / Bottleneck blocks")
-    n, chosen = found[-1][3], None if stages is None else set(stages)
-    if chosen is not None and not (chosen and chosen <= set(range(1, n + 1))):
-        raise UserError(f"stages={sorted(chosen)} do not exist in {type(model).__name__}; valid: 1..{n}")
-    for parent, name, block, stage in found:
+    return found
+
+
+def adopt(model: nn.Module, block_cls: type, opts: BlockOptions, stages=None) -> None:
+    """`convert`'s replacement, without initialising the new modules (they keep their constructors' values).
+    `stages` are checked by the caller (`convert`, or `ModelOptions` for `build_network`)."""
+    chosen = None if stages is None else set(stages)
+    for parent, name, block, stage in convertible_blocks(model):
         family = Adopted(block)
         cls = block_cls if chosen is None or stage in chosen else ResidualBlock
         new = cls(family.in_ch, family.out_ch, 1, replace(opts, block=family.layout.block), family)

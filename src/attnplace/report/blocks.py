@@ -15,50 +15,18 @@ run of its seed. Pure functions of the runs frame and of what grid.json says; no
 """
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
 import pandas as pd
 
+from ..run.ledger import Ledger, counted_seeds
+
 BLOCK_COLUMNS = ["seed", "status", "hardware", "ended", "total"]
 COUNTED, PARTIAL, EXTRA = "counted", "partial", "extra"
-RUN_SEED = re.compile(r"-s(\d+)-[0-9a-f]{8}$")  # the tail of a run id (`train.config` run ids)
+RUN_SEED = re.compile(r"-s(\d+)-[0-9a-f]{8}$")  # the tail of a run id (`run.config` run ids)
 
 
-@dataclass(frozen=True)
-class BlockPlan:
-    """grid.json's `blocks`: the complete blocks the study wants, each seed's run ids in grid order, and the
-    seeds of the blocks its tables count (None until `wanted` blocks are complete). Empty for an older
-    grid.json, or none."""
-
-    wanted: int | None = None
-    seeds: dict[int, tuple[str, ...]] = field(default_factory=dict)
-    counted: tuple[int, ...] | None = None
-
-
-def read_plan(section: object) -> BlockPlan:
-    """grid.json's `blocks` section checked; ValueError says what is wrong with it."""
-    if section is None:
-        return BlockPlan()
-    if not isinstance(section, Mapping):
-        raise ValueError("'blocks' must be an object with wanted, seeds and counted")
-    wanted, seeds, counted = section.get("wanted"), section.get("seeds") or {}, section.get("counted")
-    if wanted is not None and not (_is_int(wanted) and wanted >= 1):
-        raise ValueError(f"'blocks.wanted' is {wanted!r}; valid: a number of blocks >= 1")
-    if not (isinstance(seeds, Mapping) and all(str(s).isdigit() and isinstance(ids, list)
-                                                and all(isinstance(i, str) for i in ids) for s, ids in seeds.items())):
-        raise ValueError("'blocks.seeds' must map each seed to the list of its run ids")
-    if counted is not None and not (isinstance(counted, list) and all(map(_is_int, counted))):
-        raise ValueError(f"'blocks.counted' is {counted!r}; valid: null or a list of seeds")
-    return BlockPlan(wanted, {int(s): tuple(ids) for s, ids in seeds.items()},
-                     None if counted is None else tuple(counted))
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def seed_blocks(runs: pd.DataFrame, plan: BlockPlan, pending: Iterable[str] = ()) -> pd.DataFrame:
+def seed_blocks(runs: pd.DataFrame, plan: Ledger, pending: Iterable[str] = ()) -> pd.DataFrame:
     """One row per seed block, in seed order (grid.json's, then ascending): seed, status (`counted`, `partial`:
     not every run has ended, `extra`: complete but not counted), hardware (its runs' kinds, ` and `-joined; None
     where no run says), ended and total (its runs). `pending`: run ids listed in grid.json without a record."""
@@ -77,7 +45,7 @@ def seed_blocks(runs: pd.DataFrame, plan: BlockPlan, pending: Iterable[str] = ()
                      "total": len(ids) if seed in plan.seeds else max(len(ids), variants)})
     blocks = pd.DataFrame(rows, columns=[c for c in BLOCK_COLUMNS if c != "status"])
     complete = blocks["ended"].eq(blocks["total"])
-    counted = plan.counted if plan.counted is not None else list(blocks.loc[complete, "seed"])[:plan.wanted]
+    counted = counted_seeds(plan.counted, list(blocks.loc[complete, "seed"]), plan.wanted)
     blocks.insert(1, "status", [COUNTED if seed in counted else EXTRA if whole else PARTIAL
                                 for seed, whole in zip(blocks["seed"], complete)])
     return blocks

@@ -1,12 +1,6 @@
-"""The report of one experiment: `build_report` computes every table, `write_report` writes its files.
-
-The files are summary.{csv,md,tex} (the markdown document with its caveats), pairs.csv, factorial.csv
-(when the report asks for one), gates and masks and the plots. In this package, `records.py` decides
-which runs form the experiment (`validate.py` checks each record, `mixing.py` refuses mixtures, `runs.py`
-makes their frame, `blocks.py` keeps the counted seed blocks), `settings.py` says how the report reads them,
-`summary.py` builds the statistics frames on the formulas of `stats.py` and `anova.py`, `hardware.py` asks
-whether the hardware changes the answer, `trajectories.py` the gate and mask trajectories, `tables.py` and
-`plots.py` the presentation, and `dashboard.py` the W&B summary run; this module puts them together.
+"""The report of one experiment: `build_report` computes every table from the experiment's records, and
+`write_report` writes its files: summary.{csv,md,tex} (the markdown document with its caveats), pairs.csv,
+factorial.csv (when the report asks for one), gates, masks and the plots.
 """
 
 import dataclasses
@@ -18,13 +12,13 @@ import pandas as pd
 
 from ..atomic import atomic_write, folder_errors
 from ..errors import UserError
-from ..grid.calls import describe_calls, read_calls
+from ..run.calls import describe_calls, read_calls
 from .blocks import block_kinds
 from .hardware import hardware_tests
 from .mixing import environment_differences
 from .plots import plot_accuracy, plot_factorial, plot_gates, plot_masks, plot_pairs, png_bytes
 from .records import load
-from .settings import REPORT_METRICS, ReportSettings, report_settings
+from ..run.report_settings import REPORT_METRICS, ReportSettings, report_settings
 from .summary import EPOCH_OF, factorial, omnibus, pairs, summarize
 from .tables import (block_lines, counted_line, factorial_lines, format_latex, format_markdown, format_pairs_markdown,
                      hardware_line, left_out_lines, omnibus_lines)
@@ -125,7 +119,7 @@ def build_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
                         f"valid metrics: {', '.join(REPORT_METRICS)}")
     summary = summarize(loaded.runs, settings)
     tests = hardware_tests(loaded.runs, settings)
-    block_notes = [counted_line(loaded.blocks, loaded.grid.blocks.wanted), *left_out_lines(loaded.blocks),
+    block_notes = [counted_line(loaded.blocks, loaded.grid.wanted), *left_out_lines(loaded.blocks),
                    _hardware_note(loaded.runs, tests)]
     return Report(loaded.records, loaded.runs, settings, summary, pairs(loaded.runs, settings),
                   omnibus(loaded.runs, settings), factorial(loaded.runs, settings), *gate_frames(loaded.records, loaded.runs),

@@ -18,7 +18,7 @@ from scipy import stats as scipy_stats
 
 from . import stats
 from .blocks import block_kinds
-from .settings import ReportSettings
+from ..run.report_settings import ReportSettings
 from .summary import groups
 
 MIN_BLOCKS = 2  # per hardware kind: Welch's t needs a spread on each side

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
-from ..train.config import PRESENTATION_KEYS, Config
+from ..run.config import PRESENTATION_KEYS, Config
 from .runs import BASELINE, ENVIRONMENT, PATTERN, PLACEMENT, axis_columns
 
 

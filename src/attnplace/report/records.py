@@ -11,7 +11,6 @@ blocks. Either way the runs must form one experiment (`mixing.py` refuses anythi
 `validate.py`) is reported by path and skipped, so one broken run never hides the rest.
 """
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
-from .blocks import BlockPlan, in_counted_blocks, read_plan, seed_blocks
+from ..run.ledger import Ledger, read_ledger
+from .blocks import in_counted_blocks, seed_blocks
 from .mixing import check_one_experiment, check_same_data, environment_differences, fingerprint_notes
 from .runs import runs_frame
 from .validate import BadRecord, read_checked
@@ -28,40 +28,15 @@ from .validate import BadRecord, read_checked
 # ---------------------------------------------------------------- which runs: grid.json
 
 
-@dataclass
-class GridSpec:
-    """What the optional grid.json says: the axes with their values in the grid's order, the run ids it lists
-    (None: read every run in runs/), its `report:` section and its seed blocks."""
-
-    axes: dict[str, list] = field(default_factory=dict)
-    runs: list[str] | None = None
-    report: dict = field(default_factory=dict)
-    blocks: BlockPlan = field(default_factory=BlockPlan)
-
-
-def _grid_spec(results_dir: Path, problems: list[str]) -> GridSpec:
-    path = results_dir / "grid.json"
-    if not path.exists():
-        return GridSpec()
+def _grid_spec(results_dir: Path, problems: list[str]) -> Ledger:
+    """What grid.json says (`ledger.read_ledger`): the axes with their values in the grid's order, the run ids
+    it lists (None: read every run in runs/), its `report:` section and its seed blocks. One that cannot be
+    trusted is a problem, and the report reads every run in runs/ with the records' axes."""
     try:
-        grid = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        problems.append(f"{path}: unreadable: {exc}")
-        return GridSpec()
-    grid = grid if isinstance(grid, dict) else {}
-    axes, runs = grid.get("axes"), grid.get("runs")
-    if not (isinstance(axes, dict) and all(isinstance(v, list) for v in axes.values())):
-        problems.append(f"{path}: 'axes' must map dotted config keys to value lists; using the records' axes")
-        axes = {}
-    if runs is not None and not (isinstance(runs, list) and all(isinstance(r, str) for r in runs)):
-        problems.append(f"{path}: 'runs' must be a list of run ids; reading every run in runs/")
-        runs = None
-    try:
-        blocks = read_plan(grid.get("blocks"))
-    except ValueError as err:
-        problems.append(f"{path}: {err}; taking the seeds found as the blocks")
-        blocks = BlockPlan()
-    return GridSpec(axes, runs, grid.get("report") or {}, blocks)
+        return read_ledger(results_dir)
+    except UserError as err:
+        problems.append(f"{err}; reading every run in runs/")
+        return Ledger()
 
 
 def _run_dirs(results_dir: Path, listed: list[str] | None, notes: list[str]) -> list[Path]:
@@ -88,7 +63,7 @@ class Loaded:
     runs: pd.DataFrame
     problems: list[str] = field(default_factory=list)  # records that could not be used
     notes: list[str] = field(default_factory=list)  # runs deliberately left out, data taken as the same
-    grid: GridSpec = field(default_factory=GridSpec)
+    grid: Ledger = field(default_factory=Ledger)
     blocks: pd.DataFrame = field(default_factory=pd.DataFrame)  # every seed block, counted or not
 
 
@@ -133,7 +108,7 @@ def load(results_dir: str | os.PathLike, allow_mixed_environments: bool = False)
                         f"compile settings, nor hardware within a seed block: keep each in its own results folder, "
                         f"or pass --allow-mixed-environments to compare them anyway")
     notes += fingerprint_notes(records, runs)
-    blocks = seed_blocks(runs, grid.blocks, pending)
+    blocks = seed_blocks(runs, grid, pending)
     counted = in_counted_blocks(runs, blocks)
     if not counted.any():
         raise NoCompleteBlock(f"{results_dir}: no complete seed block yet ({_ended(blocks)}): a table pairs its "

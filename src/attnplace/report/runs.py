@@ -20,8 +20,9 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from ..train.config import PLACEMENT_AXES
-from ..train.record import hardware_kind, run_ended
+from ..run.config import PLACEMENT_AXES
+from ..run.environment import hardware_kind
+from ..run.record import run_ended
 from .validate import METRICS
 
 BASELINE = "none"

@@ -14,7 +14,7 @@ import pandas as pd
 from ..errors import UserError
 from . import anova, stats
 from .runs import BASELINE, PATTERN, PLACEMENT, axis_columns, label, placement_label, variant_keys
-from .settings import ReportSettings
+from ..run.report_settings import ReportSettings
 
 COSTS = ("params", "flops", "train_images_per_s")
 EPOCH_OF = {"test_acc": "tested_epoch", "val_acc": "final_epoch"}  # the epoch whose weights a metric reads

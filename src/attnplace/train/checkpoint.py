@@ -9,7 +9,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ..atomic import atomic_write
-from .record import RunRecorder, error_line
+from .recorder import RunRecorder
+from ..run.record import error_line
 
 
 class RunFolderCheckpointIO(TorchCheckpointIO):

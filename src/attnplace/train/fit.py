@@ -16,16 +16,20 @@ from ..data import AttnDataModule
 from ..errors import UserError
 from ..models import count_flops, count_params, gate_values
 from .checkpoint import RunFolderCheckpointIO, resume_point
-from .config import Config
+from ..run.config import Config, canonical
 from .module import DivergedError, PlacementModule
 from .compiling import compile_cache_dir, compile_summary, start_counting, use_compile_cache
-from .record import RunRecorder, environment, error_line, hardware_here, read_record
+from .recorder import RunRecorder, environment
+from ..run.record import error_line, read_record
+from ..run.environment import hardware_here
 from .telemetry import MaskTelemetry
 
 
 def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) -> dict:
     """Run `config` in its run directory and return its record. A completed run is not repeated; an
-    interrupted one resumes (`resume_checkpoint`); a diverged one is recorded as `failed`."""
+    interrupted one resumes (`resume_checkpoint`); a diverged one is recorded as `failed`. The config is made
+    canonical once, here (a grid's and `load_config`'s already are), and passed down as it is."""
+    config = canonical(config)
     run_dir = config.resolved_run_dir()
     previous = read_record(run_dir / "record.json")
     if previous and previous.get("status") == "completed":
@@ -47,7 +51,7 @@ def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) ->
         trainer = make_trainer(config, run_dir, recorder, axes)
         recorder.describe(gate_values(module.model), count_params(module.model),
                           count_flops(module.model, data.in_channels, data.image_size),
-                          environment(trainer, config.trainer.resolved()), data.fingerprint)
+                          environment(trainer, config.trainer), data.fingerprint)
         return train(trainer, module, data, recorder, run_dir, best_val=config.trainer.test_on == "best_val")
 
 
@@ -63,7 +67,7 @@ def setup(config: Config, recorder: RunRecorder) -> tuple[AttnDataModule, Placem
         data = make_datamodule(config)
         data.prepare_data()
         data.setup("fit")
-        return data, PlacementModule(config.to_dict(), data.num_classes, data.in_channels)
+        return data, PlacementModule(config, data.num_classes, data.in_channels)
     except Exception as err:
         recorder.fail_before_training(err)
         raise
@@ -144,13 +148,13 @@ def make_trainer(config: Config, run_dir: Path, recorder: RunRecorder, axes: dic
     if t.progress_bar:
         callbacks.append(TrainingProgressBar())
     return L.Trainer(
-        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=1, precision=t.resolved().precision,
+        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=1, precision=t.precision,
         deterministic=t.deterministic, logger=make_loggers(config, run_dir, axes), callbacks=callbacks,
         log_every_n_steps=t.gate_log_every_n_steps, enable_progress_bar=t.progress_bar,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=run_dir,
         # no_grad, not inference_mode, for validation and test: a compiled graph guards on the tensors' dispatch
         # keys, and inference tensors lack autograd's, so the test would compile the eval graph a second time.
-        inference_mode=not t.resolved().compile,
+        inference_mode=not t.compile,
         plugins=[RunFolderCheckpointIO()],
     )
 

@@ -7,10 +7,9 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..models import build_model, gate_parameters, gate_values
-from .config import Config
-from .sections import data_may_be_absent
-from .config_io import from_dict
+from ..models import build_network, gate_parameters, gate_values
+from ..run.config import Config, canonical
+from ..run.config_io import from_dict
 
 
 def accuracy(num_classes: int, top_k: int = 1) -> MulticlassAccuracy:
@@ -27,17 +26,19 @@ class PlacementModule(L.LightningModule):
     at on the host only every `nan_check_every_n_steps` steps, and per-step values are logged only at the
     steps Lightning writes them out (every `gate_log_every_n_steps`).
 
-    `PlacementModule.load_from_checkpoint(path)` rebuilds the trained network from the checkpoint alone: its
-    config is not checked for the data, which the machine evaluating it need not have."""
+    `config` is the run's canonical config (`fit` passes it), or its dict as a checkpoint's hyper-parameters
+    hold it: `PlacementModule.load_from_checkpoint(path)` rebuilds the trained network from the checkpoint alone,
+    on a machine that need not have the data (reading a config never looks for it)."""
 
-    def __init__(self, config: dict, num_classes: int, in_channels: int):
+    def __init__(self, config: Config | dict, num_classes: int, in_channels: int):
         super().__init__()
-        self.save_hyperparameters()
-        with data_may_be_absent():
-            self.config: Config = from_dict(Config, config)
-        m, t = self.config.model, self.config.trainer.resolved()
-        self.model = build_model(num_classes=num_classes, in_channels=in_channels, seed=self.config.seed,
-                                 **m.build_kwargs())
+        # A checkpoint written before the presets were resolved in the config holds `auto`: canonical makes it
+        # concrete, as the run that wrote it did; a canonical config is left as it is.
+        self.config: Config = canonical(from_dict(Config, config) if isinstance(config, dict) else config)
+        self.save_hyperparameters({"config": self.config.to_dict(), "num_classes": num_classes,
+                                   "in_channels": in_channels})
+        t = self.config.trainer
+        self.model = build_network(self.config.model, num_classes, in_channels, self.config.seed)
         self.channels_last = t.channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

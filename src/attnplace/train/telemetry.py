@@ -1,5 +1,5 @@
 """Mask telemetry during training: `models/masks.py`'s statistics at every validation end, logged as
-`mask/<block>.<attn>.<stat>` (CSV, W&B) and kept in the run record's history (`record.py`).
+`mask/<block>.<attn>.<stat>` (CSV, W&B) and kept in the run record's history (`recorder.py`).
 
 The batch is the first `MASK_IMAGES` validation images: the validation split depends on the seed and the data
 only, so every variant of a seed is read on the same images. It runs after validation, not inside a training

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from ..atomic import folder_errors, write_text
 from ..errors import UserError
-from ..train.record import cpu_model, error_line, now
+from .environment import cpu_model
+from .record import error_line
+from .provenance import now
 
 CALLS = "calls.jsonl"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import UserError
+from ..errors import InvalidOption, UserError
 
 
 def from_dict(cls, data, prefix: str = ""):
@@ -24,7 +24,9 @@ def from_dict(cls, data, prefix: str = ""):
     values = {k: _convert(hints[k], v, prefix + k) for k, v in data.items()}
     try:
         return cls(**values)
-    except UserError as err:
+    except InvalidOption as err:  # checked where the option is defined: said here of the dotted key
+        raise UserError(err.in_config(prefix)) from None
+    except UserError as err:  # a message that begins with the key it names
         raise UserError(f"{prefix}{err}") from None
 
 

@@ -4,7 +4,7 @@
 from dataclasses import dataclass
 
 from ..errors import UserError
-from ..train.config_io import from_dict
+from .config_io import from_dict
 
 REPORT_METRICS = ("test_acc", "val_acc")
 

@@ -1,26 +1,28 @@
-"""One config schema for model, data, optimisation, trainer and logging, and the run id it gives.
+"""A run's config and the id it gives.
 
-`attnplace fit [CONFIG.yaml] [key=value ...]` and every grid run resolve to a `Config`, made of the typed
-sections in `sections.py`; `canonical` makes every choice in it concrete, and the run id is a hash of what
-is left once the keys that only say where a run is shown are dropped (`identity`).
+`attnplace fit [CONFIG.yaml] [key=value ...]` and every grid run resolve to a `Config`; `canonical` makes every
+choice in it concrete (the pattern's class resolves its gate forms and presets), and the run id is a hash of the
+canonical config once the keys that only say where a run is shown are dropped (`identity`).
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UserError
-from ..models import PATTERNS, BlockOptions, backbone_block
+from ..errors import choose, require
+from ..models import PATTERNS, BlockOptions, ModelOptions, backbone_block
 from .config_io import from_dict, merge, parse_override, read_yaml
-from .sections import DataConfig, ModelConfig, OptimConfig, TrainerConfig, WandbConfig, _choose, _require
+from .sections import DataConfig, OptimConfig, TrainerConfig, WandbConfig
+
 
 @dataclass(frozen=True)
 class Config:
     name: str = "default"  # experiment name: the W&B group, and the folder under output_dir
     seed: int = 0
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelOptions = field(default_factory=ModelOptions)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -30,21 +32,23 @@ class Config:
     run_dir: str | None = None  # default: <output_dir>/<name>/runs/<run id>
 
     def __post_init__(self):
-        _choose("logger", self.logger, ["csv", "wandb"])
+        choose("logger", self.logger, ["csv", "wandb"])
         # imagefolder may ship its own val/ split; every other dataset carves validation from train.
-        _require(self.trainer.test_on == "final" or self.data.val_size > 0 or self.data.name == "imagefolder",
-                 "trainer.test_on", self.trainer.test_on, "final when data.val_size=0 (best_val needs validation)")
+        require(self.trainer.test_on == "final" or self.data.val_size > 0 or self.data.name == "imagefolder",
+                "trainer.test_on", self.trainer.test_on, "final when data.val_size=0 (best_val needs validation)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @property
+    @functools.cached_property
     def run_id(self) -> str:
-        """Readable and stable: the same settings give the same id, whoever runs them and wherever."""
-        m, data = self.model, identity(self)
+        """Readable and stable: the same settings give the same id, whoever runs them and wherever. Any config
+        gives the id of the run it describes: the id is made of its canonical form (`canonical`)."""
+        config = canonical(self)
+        m, data = config.model, identity(config)
         digest = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
         gates = "".join(f"-{data['model'][k]}" for k in LATER_KEYS if k in data["model"])  # a gate not the seeds'
-        return f"{m.backbone.replace(':', '-')}-{m.pattern}-{m.attention}{gates}-s{self.seed}-{digest}"
+        return f"{m.backbone.replace(':', '-')}-{m.pattern}-{m.attention}{gates}-s{config.seed}-{digest}"
 
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path(self.output_dir) / self.name / "runs" / self.run_id
@@ -68,11 +72,13 @@ IMPLIED_BY_BACKBONE = ("block", "weights")
 
 
 def identity(config: Config) -> dict:
+    """What a canonical config computes: its dict less `PRESENTATION_KEYS`, and less the later keys where they
+    hold what the older ones imply."""
     data = config.to_dict()
     for key in PRESENTATION_KEYS:
         section, _, leaf = key.rpartition(".")
         (data[section] if section else data).pop(leaf)
-    implied = _resolve_gates(dataclasses.replace(config.model, gate=None, skip_gate=None))
+    implied = dataclasses.replace(config.model, gate=None, skip_gate=None).resolved()
     for key in LATER_KEYS:
         if data["model"][key] == getattr(implied, key):
             data["model"].pop(key)
@@ -93,14 +99,12 @@ def canonical(config: Config) -> Config:
     - trainer settings left at auto take this machine's preset (`TrainerConfig.resolved`), so runs in
       different precisions or memory formats never share an id.
     """
-    m = _resolve_gates(config.model)
+    m = config.model.resolved()
     block = PATTERNS.get(m.pattern)
     trainer = config.trainer.resolved(train_images=config.data.train_images())
-    if not hasattr(block, "uses"):  # a pattern class outside the ResidualBlock family declares nothing: keep all
-        return dataclasses.replace(config, model=m, trainer=trainer)
     uses = block.uses(m)
     uses = uses | {"stages"} if uses else uses
-    defaults = ModelConfig()
+    defaults = ModelOptions()
     reset = {k: (getattr(defaults, k) if k != "attention" else "none") for k in set(PLACEMENT_KEYS) - uses}
     if m.skip_attention == m.attention:
         reset["skip_attention"] = None
@@ -111,25 +115,10 @@ def canonical(config: Config) -> Config:
     return dataclasses.replace(config, model=m, optim=optim, trainer=trainer)
 
 
-def _resolve_gates(m: "ModelConfig") -> "ModelConfig":
-    """`gate` / `skip_gate` made concrete for the pattern, under the pattern name its presets give it."""
-    block = PATTERNS.get(m.pattern)
-    if not hasattr(block, "gate_form"):
-        return m
-    if m.pattern == "p4" and m.p4_gate == "direct" and m.gate not in (None, "mask"):
-        raise UserError(f"model.p4_gate='direct' is p4 with gate=mask, but model.gate={m.gate!r}; valid: "
-                        f"drop one of them")
-    gate = block.gate_form(m)
-    if m.pattern == "p4":
-        return dataclasses.replace(m, gate=gate, skip_gate=block.skip_gate_form(m),
-                                   p4_gate="direct" if gate == "mask" else "near_identity")
-    base, form = getattr(block, "preset_of", (m.pattern, gate))
-    presets = {cls.preset_of: name for name, cls in PATTERNS.items() if getattr(cls, "preset_of", None)}
-    pattern = presets.get((base, gate), base if gate != form else m.pattern)
-    return dataclasses.replace(m, pattern=pattern, gate=gate, skip_gate=None)
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """The canonical config of a run to train here: a YAML file and `key=value` overrides, its data on disk."""
     data = read_yaml(path) if path else {}
     data = merge(data, dict(parse_override(o) for o in overrides))
-    return canonical(from_dict(Config, data))
+    config = canonical(from_dict(Config, data))
+    config.data.check_files_here()
+    return config

@@ -1,62 +1,16 @@
-"""The config's sections: model, data, optimisation, trainer and logging, each a typed dataclass that checks
-its own values, so that a mistake fails before training with one line naming the dotted key (`from_dict`
-prefixes the section) and what would be valid. `config.py` puts them together into a run's `Config`.
+"""The config's sections but the model's (models/options.py): data, optimisation, trainer and logging, each a
+typed dataclass that checks its own values, so that a mistake fails before training with one line naming the
+dotted key (`from_dict` names the section) and what would be valid. The trainer's device presets live here.
 """
 
-import contextlib
-import contextvars
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
-from ..models import ATTENTION, BACKBONES, FAMILIES, PATTERNS, BlockOptions, backbone_block, is_external, stage_count
-from ..models.blocks import NORMS, P4_GATES, SKIP_GATES
-from ..models.gates import GATES
+from ..errors import InvalidOption, UserError, choose, require
+from .environment import cpu_has_bf16
 
 DATASETS_WITH_FILES = ("imagefolder", "fashion-mnist")  # must exist; cifar10/100 may be downloaded into `path`
-
-
-@dataclass(frozen=True)
-class ModelConfig(BlockOptions):
-    """`BlockOptions` (attention type, gate inits and learn flags, norm) plus the network around the blocks."""
-
-    backbone: str = "resnet20"  # or torchvision:NAME / timm:NAME, a library ResNet (models/external.py)
-    pattern: str = "p1"
-    stages: tuple[int, ...] | None = None  # 1-based stages that get the pattern; None = all
-    weights: str | None = None  # a library backbone's starting state_dict (a local file); its fc is reset
-
-    def __post_init__(self):
-        if not is_external(self.backbone):
-            _choose("backbone", self.backbone, [*BACKBONES.names(), "torchvision:NAME", "timm:NAME"])
-        if self.block is not None:
-            _choose("block", self.block, FAMILIES.names())
-        backbone_block(self.backbone, self.block)  # a library name it cannot convert, or a contradicting block
-        _require(self.norm == "batch" or not is_external(self.backbone), "norm", self.norm,
-                 f"batch ({self.backbone} keeps its own norms)")
-        if self.weights is not None:
-            _require(is_external(self.backbone), "weights", self.weights, "null for a built-in backbone (a "
-                     "state_dict is for torchvision:NAME / timm:NAME)")
-            _require(Path(self.weights).is_file(), "weights", self.weights, "an existing state_dict file")
-        _choose("pattern", self.pattern, PATTERNS.names())
-        _choose("attention", self.attention, ATTENTION.names())
-        if self.skip_attention is not None:
-            _choose("skip_attention", self.skip_attention, ATTENTION.names())
-        _choose("norm", self.norm, NORMS)
-        _choose("p4_gate", self.p4_gate, P4_GATES)
-        if self.gate is not None:
-            _choose("gate", self.gate, GATES.names())
-        if self.skip_gate is not None:
-            _choose("skip_gate", self.skip_gate, SKIP_GATES)
-        _require(0 <= self.lambda_init <= 1, "lambda_init", self.lambda_init, "a mixing weight in [0, 1]")
-        if self.stages is not None:
-            n = stage_count(self.backbone)
-            _require(bool(self.stages) and set(self.stages) <= set(range(1, n + 1)), "stages", list(self.stages),
-                     f"a non-empty list of {self.backbone}'s stages 1..{n}, or null for all")
-        super().__post_init__()
-
-    def build_kwargs(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -82,29 +36,20 @@ class DataConfig:
     def __post_init__(self):
         from ..data import AUGMENTS, DATASETS
 
-        _choose("name", self.name, DATASETS.names())
-        _choose("augment", self.augment, AUGMENTS.names())
-        _require(self.val_size >= 0, "val_size", self.val_size, ">= 0")
-        _require(self.train_subset is None or self.train_subset > 0, "train_subset", self.train_subset, "> 0 or null")
-        _require(self.batch_size > 0, "batch_size", self.batch_size, "> 0")
-        _require(self.eval_batch_size > 0, "eval_batch_size", self.eval_batch_size, "> 0")
-        exists = bool(self.path) and Path(self.path).exists()
-        _require(exists or self.name not in DATASETS_WITH_FILES or not _DATA_MUST_EXIST.get(), "path", self.path,
-                 f"an existing {self.name} folder or archive")
+        choose("name", self.name, DATASETS.names())
+        choose("augment", self.augment, AUGMENTS.names())
+        require(self.val_size >= 0, "val_size", self.val_size, ">= 0")
+        require(self.train_subset is None or self.train_subset > 0, "train_subset", self.train_subset, "> 0 or null")
+        require(self.batch_size > 0, "batch_size", self.batch_size, "> 0")
+        require(self.eval_batch_size > 0, "eval_batch_size", self.eval_batch_size, "> 0")
 
-
-_DATA_MUST_EXIST = contextvars.ContextVar("data_must_exist", default=True)
-
-
-@contextlib.contextmanager
-def data_may_be_absent():
-    """Build configs without checking that `data.path` exists here: a trained model is loaded (from its
-    checkpoint's config) to evaluate on a machine without its data. `load_config`, and so `fit`, still check."""
-    token = _DATA_MUST_EXIST.set(False)
-    try:
-        yield
-    finally:
-        _DATA_MUST_EXIST.reset(token)
+    def check_files_here(self) -> None:
+        """A dataset that must be on disk (an image folder, Fashion-MNIST) is at `path` on this machine. Checked
+        where a run is about to train here (`load_config`, `load_grid`), not wherever a config is read: a
+        checkpoint's config is read to evaluate on machines without the data."""
+        if self.name in DATASETS_WITH_FILES and not (self.path and Path(self.path).exists()):
+            raise UserError(InvalidOption("path", self.path, f"an existing {self.name} folder or archive")
+                            .in_config("data."))
 
 
 @dataclass(frozen=True)
@@ -120,16 +65,16 @@ class OptimConfig:
     gate_lr_scale: float = 1.0  # lr multiplier for the gate scalars γ_s, γ_r and λ's logit
 
     def __post_init__(self):
-        _choose("name", self.name, ["sgd", "adamw"])
-        _choose("schedule", self.schedule, ["cosine", "onecycle", "constant"])
-        _require(self.lr > 0, "lr", self.lr, "> 0")
-        _require(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
-        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
-        _require(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, ">= 0")
-        _require(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "in [0, 1)")
-        _require(self.gate_lr_scale > 0, "gate_lr_scale", self.gate_lr_scale, "> 0")
-        _require(not (self.name == "sgd" and self.nesterov and self.momentum == 0), "momentum", self.momentum,
-                 "in (0, 1) with nesterov=true (Nesterov needs momentum), or set optim.nesterov=false")
+        choose("name", self.name, ["sgd", "adamw"])
+        choose("schedule", self.schedule, ["cosine", "onecycle", "constant"])
+        require(self.lr > 0, "lr", self.lr, "> 0")
+        require(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
+        require(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        require(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, ">= 0")
+        require(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "in [0, 1)")
+        require(self.gate_lr_scale > 0, "gate_lr_scale", self.gate_lr_scale, "> 0")
+        require(not (self.name == "sgd" and self.nesterov and self.momentum == 0), "momentum", self.momentum,
+                "in (0, 1) with nesterov=true (Nesterov needs momentum), or set optim.nesterov=false")
 
 
 # Training images the datasets of fixed size ship (synthetic: its `num_train`, default 1000).
@@ -157,13 +102,13 @@ class TrainerConfig:
     mask_telemetry: bool = True  # mask statistics on a fixed validation batch at every epoch end (telemetry.py)
 
     def __post_init__(self):
-        _require(self.max_epochs >= 1, "max_epochs", self.max_epochs, ">= 1")
-        _require(self.gate_log_every_n_steps >= 1, "gate_log_every_n_steps", self.gate_log_every_n_steps, ">= 1")
-        _require(self.nan_check_every_n_steps >= 1, "nan_check_every_n_steps", self.nan_check_every_n_steps, ">= 1")
-        _require(self.threads is None or self.threads >= 1, "threads", self.threads, ">= 1 or null")
-        _choose("precision", self.precision, PRECISIONS)
-        _choose("accelerator", self.accelerator, ["auto", "cpu", "gpu", "cuda"])
-        _choose("test_on", self.test_on, TEST_ON)
+        require(self.max_epochs >= 1, "max_epochs", self.max_epochs, ">= 1")
+        require(self.gate_log_every_n_steps >= 1, "gate_log_every_n_steps", self.gate_log_every_n_steps, ">= 1")
+        require(self.nan_check_every_n_steps >= 1, "nan_check_every_n_steps", self.nan_check_every_n_steps, ">= 1")
+        require(self.threads is None or self.threads >= 1, "threads", self.threads, ">= 1 or null")
+        choose("precision", self.precision, PRECISIONS)
+        choose("accelerator", self.accelerator, ["auto", "cpu", "gpu", "cuda"])
+        choose("test_on", self.test_on, TEST_ON)
 
     def device(self) -> str:
         """Where a run of this config trains here: `cuda` when a CUDA GPU is visible and allowed, else `cpu`."""
@@ -215,30 +160,10 @@ def compile_pays(gpu: bool, precision: str, images: int | None) -> bool:
     return precision == "bf16-mixed" and images is not None and images >= CPU_COMPILE_MIN_IMAGES
 
 
-def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16), read from its flags: without
-    them bf16 autocast is emulated, far slower than fp32."""
-    try:
-        flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split(":", 1)[1].split()))
-
-
 @dataclass(frozen=True)
 class WandbConfig:
     project: str = "attnplace"
     mode: str = "auto"  # auto: online only if the user has logged in (WANDB_API_KEY or netrc), else offline
 
     def __post_init__(self):
-        _choose("mode", self.mode, ["auto", "online", "offline"])
-
-
-def _require(ok: bool, key: str, value, valid: str) -> None:
-    """Validators name the field; `from_dict` prefixes the section, so messages name the dotted key."""
-    if not ok:
-        raise UserError(f"{key}={value!r} is invalid; valid: {valid}")
-
-
-def _choose(key: str, value, choices) -> None:
-    _require(value in choices, key, value, ", ".join(map(str, choices)))
+        choose("mode", self.mode, ["auto", "online", "offline"])
