@@ -14,6 +14,7 @@ from scipy import stats
 from attnplace.cli import main
 from attnplace.errors import UserError
 from attnplace.grid.spec import load_grid
+from attnplace.report import summary
 from attnplace.report.build import build_report, write_report
 from attnplace.report.plots import plot_pairs
 
@@ -226,6 +227,16 @@ def test_factorial_axes_must_be_placement_axes_that_cross(tmp_path):
                                         "model.pattern values"):
         build_report(folder, factorial=("model.pattern",))
     assert build_report(folder).factorial.empty and not (folder / "factorial.csv").exists()
+
+
+def test_a_gate_form_run_on_one_pattern_only_stays_outside_the_crossing_cells():
+    """The seeds' p3c is p3 × mix, with mix on no other pattern: the factorial holds the pattern × gate cells
+    that cross (p1–p4 × mask/near_identity) and names p3c as left outside."""
+    patterns, gates = ["p1", "p2", "p3", "p4"], ["mask", "near_identity"]
+    keys = pd.MultiIndex.from_tuples([*((p, g) for p in patterns for g in gates), ("p3c", "mix")])
+    kept = summary.crossing(keys)
+    assert sorted(kept) == sorted((p, g) for p in patterns for g in gates)
+    assert list(summary.crossing(keys.drop(("p2", "mask")))) == [(p, g) for p in ("p1", "p3", "p4") for g in gates]
 
 
 def test_committed_grid_files_say_how_their_tables_read():

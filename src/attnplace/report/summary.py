@@ -6,15 +6,16 @@ that share every non-placement axis and so are compared with each other and with
 (`groups`), and hand each group to `stats` or `anova`.
 """
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
 
 from ..errors import UserError
+from ..run.report_settings import ReportSettings
 from . import anova, stats
 from .runs import BASELINE, PATTERN, PLACEMENT, axis_columns, label, placement_label, variant_keys
-from ..run.report_settings import ReportSettings
 
 COSTS = ("params", "flops", "train_images_per_s")
 EPOCH_OF = {"test_acc": "tested_epoch", "val_acc": "final_epoch"}  # the epoch whose weights a metric reads
@@ -148,19 +149,24 @@ def omnibus(runs: pd.DataFrame, settings: ReportSettings = ReportSettings()) -> 
 
 def factorial(runs: pd.DataFrame, settings: ReportSettings = ReportSettings()) -> pd.DataFrame:
     """Per group, the factorial repeated-measures ANOVA of its variants other than the baseline over the
-    `settings.factorial` axes (`anova.factorial`): one row per main effect and interaction, with the group
-    and metric named. Empty when no factorial was asked for."""
+    `settings.factorial` axes (`anova.factorial`): one row per main effect and interaction, with the group,
+    metric and the variants left outside the crossing cells (`left_out`) named. Empty when no factorial was
+    asked for."""
     if not settings.factorial:
         return pd.DataFrame()
-    frames = [anova.factorial(_cells(group, settings.factorial), settings.factorial)
-              .assign(group=group.name, metric=settings.metric) for group in groups(runs, settings)]
+    frames = []
+    for group in groups(runs, settings):
+        acc, left_out = _cells(group, settings.factorial)
+        frames.append(anova.factorial(acc, settings.factorial)
+                      .assign(group=group.name, metric=settings.metric, left_out=", ".join(left_out)))
     frame = pd.concat(frames, ignore_index=True)
     return frame[["group", *frame.columns.drop("group")]]
 
 
-def _cells(group: Group, factors: tuple[str, ...]) -> pd.DataFrame:
-    """The accuracies of the group's non-baseline variants indexed by their values of `factors`, which must
-    cross: each combination of their values is one variant. Anything else is a UserError that says why."""
+def _cells(group: Group, factors: tuple[str, ...]) -> tuple[pd.DataFrame, list[str]]:
+    """The accuracies of the group's non-baseline variants indexed by their values of `factors`, on the cells
+    that cross (`crossing`: a gate form run on one pattern only, p3 × mix, stays outside), and the variants left
+    outside. Values that do not cross at all are a UserError that says why."""
     _check_placement_axes(group, factors, "report.factorial")
     others = group.variants[~group.variants["baseline"]]
     keys = pd.MultiIndex.from_frame(others[list(factors)].astype(str))
@@ -168,11 +174,26 @@ def _cells(group: Group, factors: tuple[str, ...]) -> pd.DataFrame:
         twice = others.loc[keys.duplicated(keep=False), "variant"]
         raise UserError(f"report.factorial: {', '.join(twice)} share their {' × '.join(factors)} values; "
                         f"valid: the placement axes whose values tell every variant apart")
-    missing = pd.MultiIndex.from_product(keys.levels).difference(keys)
-    if len(missing):
+    kept = crossing(keys)
+    if any(len(set(kept.get_level_values(i))) < 2 for i in range(len(factors))):
+        missing = _product(keys).difference(keys)
         raise UserError(f"report.factorial: {' × '.join(factors)} do not cross in this grid: no variant has "
                         f"{'; '.join('/'.join(m) for m in missing)}; valid: axes whose every combination was run")
-    return group.acc.loc[others["variant"]].set_axis(keys)
+    inside = keys.isin(kept)
+    return group.acc.loc[others["variant"][inside]].set_axis(keys[inside]), list(others["variant"][~inside])
+
+
+def crossing(keys: pd.MultiIndex) -> pd.MultiIndex:
+    """The part of `keys` whose values cross: the factor value with the most combinations missing is dropped,
+    one at a time, until every combination of the values left is there."""
+    while len(missing := _product(keys).difference(keys)):
+        worst = Counter((i, m[i]) for m in missing for i in range(keys.nlevels)).most_common(1)[0][0]
+        keys = keys[keys.get_level_values(worst[0]) != worst[1]]
+    return keys
+
+
+def _product(keys: pd.MultiIndex) -> pd.MultiIndex:
+    return pd.MultiIndex.from_product([list(dict.fromkeys(keys.get_level_values(i))) for i in range(keys.nlevels)])
 
 
 def _check_placement_axes(group: Group, axes: Iterable[str], key: str) -> None:

@@ -204,8 +204,9 @@ def factorial_lines(factorial: pd.DataFrame) -> list[str]:
             lines.append(f"{where}no factorial test: it needs 2 seeds that all {first.k} cells completed, and "
                          f"spread between them ({first.n_seeds} such seeds).")
             continue
-        lines.append(f"{where}factorial repeated-measures ANOVA over {first.k} cells (the baseline left out), on "
-                     f"the {first.n_seeds} seeds every cell completed:")
+        outside = f"; {first.left_out} outside the crossing cells" if first.get("left_out") else ""
+        lines.append(f"{where}factorial repeated-measures ANOVA over {first.k} cells (the baseline left out{outside}), "
+                     f"on the {first.n_seeds} seeds every cell completed:")
         for row in rows.itertuples():
             kind = "interaction" if " × " in row.effect else "main effect of"
             lines.append(f"  {kind} {row.effect}: F({row.anova_df1:.0f}, {row.anova_df2:.0f}) = {row.anova_f:.2f}, "
