@@ -90,16 +90,12 @@ def convert(model: nn.Module, pattern: str = "p1", attention: str = "se", stages
     opts = BlockOptions.of(attention=attention, **block_options)
     block_cls = PATTERNS.get(pattern)
     if stages is not None:
-        check_stages(stages, stage_count_of(model), type(model).__name__)
+        check_stages(stages, convertible_blocks(model)[-1][3], type(model).__name__)  # the last block's stage
     kept = list(model.parameters())
     with torch.random.fork_rng(devices=[]):  # constructors draw (attention modules' default init)
         adopt(model, block_cls, opts, stages)
     init_weights(model, seed, keep=kept)
     return model
-
-
-def stage_count_of(model: nn.Module) -> int:
-    return convertible_blocks(model)[-1][3]
 
 
 def convertible_blocks(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module, int]]:
