@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 from ..atomic import folder_errors, write_json
 from ..errors import UserError
+from ..run.calls import recorded_call
 from ..run.environment import hardware_here
+from ..run.ledger import write_ledger
 from ..run.record import read_record
 from ..run.result import RunResult
 from .blocks import Schedule, counted_blocks, read_blocks, schedule
-from ..run.ledger import write_ledger
-from ..run.calls import recorded_call
 from .local import launch_local, visible_gpus
 from .spec import Grid, GridRun
 

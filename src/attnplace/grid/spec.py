@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..run.report_settings import report_settings
 from ..run.config import PRESENTATION_KEYS, Config, canonical
 from ..run.config_io import from_dict, merge, parse_override, read_yaml
 from ..run.ledger import PRESET_KEYS, Ledger, read_ledger
+from ..run.report_settings import report_settings
 
 GRID_KEYS = ("name", "base", "axes", "exclude", "report", "blocks")
 

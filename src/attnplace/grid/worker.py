@@ -86,7 +86,7 @@ def run_payload(payload: dict) -> RunResult:
     """
     from ..train.fit import fit
 
-    try:  # before the config is read: reading it checks that its (maybe relative) data path exists
+    try:  # before the run's (maybe relative) folder and data path are used
         os.chdir(payload.get("cwd", "."))  # payloads written before grids recorded their folder: "."
     except OSError:
         return RunResult.failed(Path(payload["config"]["run_dir"]).name,

@@ -22,8 +22,8 @@ near_identity on both paths for p4, and `p4_gate="direct"` (the seeds' form for 
 """
 
 import math
-from typing import TYPE_CHECKING
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidOption, UserError, choose, require
+from ..errors import UserError, choose, require
 from .environment import cpu_has_bf16
 
 DATASETS_WITH_FILES = ("imagefolder", "fashion-mnist")  # must exist; cifar10/100 may be downloaded into `path`
@@ -48,8 +48,7 @@ class DataConfig:
         where a run is about to train here (`load_config`, `load_grid`), not wherever a config is read: a
         checkpoint's config is read to evaluate on machines without the data."""
         if self.name in DATASETS_WITH_FILES and not (self.path and Path(self.path).exists()):
-            raise UserError(InvalidOption("path", self.path, f"an existing {self.name} folder or archive")
-                            .in_config("data."))
+            raise UserError(f"data.path={self.path!r} is invalid; valid: an existing {self.name} folder or archive")
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ from ..atomic import folder_errors
 from ..data import AttnDataModule
 from ..errors import UserError
 from ..models import count_flops, count_params, gate_values
-from .checkpoint import RunFolderCheckpointIO, resume_point
 from ..run.config import Config, canonical
-from .module import DivergedError, PlacementModule
-from .compiling import compile_cache_dir, compile_summary, start_counting, use_compile_cache
-from .recorder import RunRecorder, environment
-from ..run.record import error_line, read_record
 from ..run.environment import hardware_here
+from ..run.record import error_line, read_record
+from .checkpoint import RunFolderCheckpointIO, resume_point
+from .compiling import compile_cache_dir, compile_summary, start_counting, use_compile_cache
+from .module import DivergedError, PlacementModule
+from .recorder import RunRecorder, environment
 from .telemetry import MaskTelemetry
 
 

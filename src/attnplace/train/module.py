@@ -32,9 +32,9 @@ class PlacementModule(L.LightningModule):
 
     def __init__(self, config: Config | dict, num_classes: int, in_channels: int):
         super().__init__()
-        # A checkpoint written before the presets were resolved in the config holds `auto`: canonical makes it
-        # concrete, as the run that wrote it did; a canonical config is left as it is.
-        self.config: Config = canonical(from_dict(Config, config) if isinstance(config, dict) else config)
+        # `fit` resolved the preset once; a checkpoint's dict may be older than configs that hold it resolved
+        # (`auto`), so canonical makes it concrete, as the run that wrote it did.
+        self.config: Config = canonical(from_dict(Config, config)) if isinstance(config, dict) else config
         self.save_hyperparameters({"config": self.config.to_dict(), "num_classes": num_classes,
                                    "in_channels": in_channels})
         t = self.config.trainer
