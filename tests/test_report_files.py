@@ -5,12 +5,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from scipy import stats
 from record_fixtures import P1_HISTORY, gates, masks, record, write_runs
 
 from attnplace.report.build import write_report
 from attnplace.report.plots import plot_accuracy
 from attnplace.report.records import load_records
 from attnplace.report.summary import summarize
+from attnplace.report.tables import format_curves_markdown
 from attnplace.report.trajectories import gate_trajectories, mask_trajectories
 
 
@@ -133,3 +135,51 @@ def test_masks_csv_long_form_and_per_stage_means(tmp_path):
 def test_records_without_masks_write_no_mask_files(results):
     report = write_report(results)
     assert report.masks.empty and not (results / "masks.csv").exists() and not (results / "masks.png").exists()
+
+
+# ---------------------------------------------------------------- validation curves
+
+
+def _trained(root: Path, epochs: int = 4) -> Path:
+    """none and p2 on seeds 0-2 with a known val acc per epoch: p2 trails by (epoch + seed) points after each
+    epoch, so its paired Δ at epoch e (trained) is -(e + 1) pp with seed differences -(e-1, e, e+1) pp."""
+    recs = []
+    for seed in range(3):
+        base = [{"epoch": e, "val_acc": 0.5 + 0.05 * e} for e in range(epochs)]
+        gap = [{"epoch": e, "val_acc": 0.5 + 0.05 * e - (e + seed) / 100} for e in range(epochs)]
+        recs += [record("none", seed, 0.7, history=base), record("p2", seed, 0.6, history=gap)]
+        recs.append(record("p1", seed, None, status="failed", history=[{"epoch": 0, "val_acc": 0.1}]))
+    return write_runs(root, recs)
+
+
+def test_validation_curves_pair_each_epoch_on_the_seeds(tmp_path):
+    report = write_report(_trained(tmp_path))
+    curves = pd.read_csv(tmp_path / "curves.csv").set_index(["variant", "epoch"])
+    assert sorted(set(curves.index.get_level_values("epoch"))) == [1, 2, 3, 4]  # epochs trained
+    for trained in (1, 4):
+        p2 = curves.loc[("p2/se", trained)]
+        assert p2["diff"] == pytest.approx(-trained / 100)  # seed differences -(trained - 1 + seed) pp: mean -trained
+        half = stats.t.ppf(0.975, 2) * 0.01 / math.sqrt(3)  # their SD is 1 pp
+        assert (p2["diff_ci_low"], p2["diff_ci_high"]) == pytest.approx((-trained / 100 - half, -trained / 100 + half))
+        assert (p2["n"], p2["n_pairs"]) == (3, 3)
+        assert p2["acc_mean"] == pytest.approx(0.5 + 0.05 * (trained - 1) - trained / 100)
+    none = curves.loc[("none", 4)]
+    assert none["baseline"] and none["diff"] == 0 and math.isnan(none["diff_ci_low"])
+    assert "p1/se" not in curves.index.get_level_values("variant")  # failed: no curve, as in the tables
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (tmp_path / "summary.md").read_text()
+    assert "| p2/se | -1.00 [-3.48, +1.48] | -2.00 [-4.48, +0.48] | -3.00 [-5.48, -0.52] | -4.00 [-6.48, -1.52] |" in md
+    assert len(report.curves) == 2 * 4
+
+
+def test_gap_table_prints_the_first_epoch_the_quarters_and_the_last():
+    curves = pd.DataFrame({"group": "", "variant": "p2", "baseline": False, "epoch": range(1, 31),
+                           "diff": 0.01, "diff_ci_low": float("nan"), "diff_ci_high": float("nan")})
+    header = format_curves_markdown(curves).splitlines()[2]
+    assert header == "|  | 1 | 8 | 15 | 23 | 30 |"
+
+
+def test_records_without_val_acc_write_no_curves(results):
+    report = write_report(results)
+    assert report.curves.empty and not (results / "curves.csv").exists() and not (results / "curves.png").exists()
+    assert "Over training" not in (results / "summary.md").read_text()

@@ -1,6 +1,6 @@
 """The report of one experiment: `build_report` computes every table from the experiment's records, and
 `write_report` writes its files: summary.{csv,md,tex} (the markdown document with its caveats), pairs.csv,
-factorial.csv (when the report asks for one), gates, masks and the plots.
+factorial.csv (when the report asks for one), the validation curves, gates, masks and the plots.
 """
 
 import dataclasses
@@ -14,14 +14,15 @@ from ..atomic import atomic_write, folder_errors
 from ..errors import UserError
 from ..run.calls import describe_calls, read_calls
 from .blocks import block_kinds
+from .curves import validation_curves
 from .hardware import hardware_tests
 from .mixing import environment_differences
-from .plots import plot_accuracy, plot_factorial, plot_gates, plot_masks, plot_pairs, png_bytes
+from .plots import plot_accuracy, plot_curves, plot_factorial, plot_gates, plot_masks, plot_pairs, png_bytes
 from .records import load
 from ..run.report_settings import REPORT_METRICS, ReportSettings, report_settings
 from .summary import EPOCH_OF, factorial, omnibus, pairs, summarize
-from .tables import (block_lines, counted_line, factorial_lines, format_latex, format_markdown, format_pairs_markdown,
-                     hardware_line, left_out_lines, omnibus_lines)
+from .tables import (block_lines, counted_line, factorial_lines, format_curves_markdown, format_latex, format_markdown,
+                     format_pairs_markdown, hardware_line, left_out_lines, omnibus_lines)
 from .trajectories import gate_frames, mask_frames
 
 SMALL_N = 3  # below this many seeds a t interval is too wide to say much
@@ -99,6 +100,7 @@ class Report:
     blocks: pd.DataFrame = field(default_factory=pd.DataFrame)  # every seed block (`blocks.seed_blocks`)
     hardware: pd.DataFrame = field(default_factory=pd.DataFrame)  # hardware × variant (`hardware.hardware_tests`)
     block_notes: list[str] = field(default_factory=list)  # blocks in the tables, blocks left out, hardware × variant
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # val acc and Δ per epoch (`curves.validation_curves`)
 
 
 def build_report(results_dir: str | os.PathLike, allow_mixed_environments: bool = False, **overrides) -> Report:
@@ -124,7 +126,8 @@ def build_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
     return Report(loaded.records, loaded.runs, settings, summary, pairs(loaded.runs, settings),
                   omnibus(loaded.runs, settings), factorial(loaded.runs, settings), *gate_frames(loaded.records, loaded.runs),
                   *mask_frames(loaded.records, loaded.runs), caveats(summary, loaded.runs), loaded.problems,
-                  loaded.notes + block_notes, blocks=loaded.blocks, hardware=tests, block_notes=block_notes)
+                  loaded.notes + block_notes, blocks=loaded.blocks, hardware=tests, block_notes=block_notes,
+                  curves=validation_curves(loaded.records, loaded.runs, settings))
 
 
 def _hardware_note(runs: pd.DataFrame, tests: pd.DataFrame) -> str:
@@ -153,6 +156,8 @@ def _markdown_document(results_dir: Path, report: Report) -> str:
         parts += ["", f"## {' × '.join(report.settings.factorial)} (factorial.csv, factorial.png)", "",
                   *(f"{'  ' if line.startswith('  ') else ''}- {line.strip()}"  # indented: one effect
                     for line in factorial_lines(report.factorial))]
+    if len(report.curves):
+        parts += ["", "## Over training (curves.csv, curves.png)", "", format_curves_markdown(report.curves)]
     if calls := describe_calls(read_calls(results_dir)):
         parts += ["", "## How these results were made (calls.jsonl)", "", *(f"- {line}" for line in calls)]
     if report.problems:
@@ -161,8 +166,9 @@ def _markdown_document(results_dir: Path, report: Report) -> str:
 
 
 def write_report(results_dir: str | os.PathLike, allow_mixed_environments: bool = False, **overrides) -> Report:
-    """`build_report`, then write summary.{csv,md,tex}, pairs.csv, gates{,_mean}.csv, masks.csv and the plots
-    accuracy.png, pairs.png, gates.png and masks.png; the last two are skipped when no run recorded any.
+    """`build_report`, then write summary.{csv,md,tex}, pairs.csv, curves.csv, gates{,_mean}.csv, masks.csv and the
+    plots accuracy.png, pairs.png, curves.png, gates.png and masks.png; the last three are skipped when no run
+    recorded any.
     A factorial adds factorial.csv and its interaction plot factorial.png."""
     results_dir = Path(results_dir)
     report = build_report(results_dir, allow_mixed_environments, **overrides)
@@ -179,6 +185,9 @@ def write_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
     if len(report.factorial):
         files["factorial.csv"] = report.factorial.to_csv(index=False)
         files["factorial.png"] = png_bytes(plot_factorial(report.summary, report.settings.factorial))
+    if len(report.curves):
+        files["curves.csv"] = report.curves.to_csv(index=False)
+        files["curves.png"] = png_bytes(plot_curves(report.curves))
     if len(report.gates_mean):
         files["gates.png"] = png_bytes(plot_gates(report.gates_mean))
     if len(report.masks):

@@ -1,5 +1,5 @@
-"""Result plots: accuracy per variant, the all-pairs matrix, the factorial's interaction plot, and gate and
-mask trajectories.
+"""Result plots: accuracy per variant, validation accuracy over training, the all-pairs matrix, the factorial's
+interaction plot, and gate and mask trajectories.
 
 Figures are built with `matplotlib.figure.Figure` directly, not pyplot: no global figure
 registry to leak from a long grid process, no GUI backend, and safe off the main thread.
@@ -99,6 +99,34 @@ def plot_gates(gates_mean: pd.DataFrame) -> Figure | None:
     fig.legend([handles[label] for label in labels], labels, loc="outside right upper", fontsize="x-small")
     return fig
 
+
+def plot_curves(curves: pd.DataFrame) -> Figure:
+    """Per group (a row), validation accuracy over the epochs trained (mean over seeds) and each variant's Δ
+    against the baseline with its 95% CI band (pointwise); colour is the variant, the same in both panels."""
+    groups = list(dict.fromkeys(curves["group"]))
+    variants = list(dict.fromkeys(curves["variant"]))
+    fig = Figure(figsize=(11, 0.6 + 3.4 * len(groups)), layout="constrained")
+    axes = fig.subplots(len(groups), 2, sharex=True, squeeze=False)
+    for (acc_ax, gap_ax), group in zip(axes, groups):
+        for variant, curve in curves[curves["group"] == group].groupby("variant", sort=False):
+            curve, color = curve.sort_values("epoch"), f"C{variants.index(variant) % 10}"
+            acc_ax.plot(curve["epoch"], 100 * curve["acc_mean"], color=color, label=variant,
+                        ls="--" if curve["baseline"].iloc[0] else "-")
+            if not curve["baseline"].iloc[0]:
+                gap_ax.plot(curve["epoch"], 100 * curve["diff"], color=color, label=variant)
+                gap_ax.fill_between(curve["epoch"], 100 * curve["diff_ci_low"], 100 * curve["diff_ci_high"],
+                                    color=color, alpha=0.15)
+        gap_ax.axhline(0, color="tab:red", ls="--", lw=1)
+        acc_ax.set_ylabel(f"{group + chr(10) if group else ''}val acc (%), mean over seeds")
+        gap_ax.set_ylabel("Δ val acc vs baseline (pp), 95% CI")
+        for ax in (acc_ax, gap_ax):
+            ax.grid(alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[-1]:
+        ax.set_xlabel("epochs trained")
+    handles = {h.get_label(): h for ax in axes[:, 0] for h in ax.get_lines()}
+    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="x-small")
+    return fig
 
 def plot_pairs(pairs: pd.DataFrame, summary: pd.DataFrame) -> Figure:
     """Per group, the matrix of Δ = row − column (pp) as text on a diverging colour scale, variants in the

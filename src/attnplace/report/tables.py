@@ -1,5 +1,5 @@
 """The summary as tables for people: terminal, GitHub markdown and LaTeX, the all-pairs matrix and the
-omnibus tests as markdown, the seed blocks and the hardware × variant test as lines. Formatting only, no
+omnibus tests and the gaps over training as markdown, the seed blocks and the hardware × variant test as lines. Formatting only, no
 statistics.
 
 Accuracies are shown in %, differences in percentage points. A confidence interval of an accuracy is
@@ -171,6 +171,28 @@ def _pair_cell(pair) -> str:
     mark = "*" if pair.verdict == "different" else "≈" if pair.verdict.startswith("equivalent") else ""
     return f"{_pp(pair.diff)}{mark}"
 
+
+def format_curves_markdown(curves: pd.DataFrame) -> str:
+    """Per group, Δ val acc against the baseline (pp, [95% CI]) at the first epoch, the quarters and the last:
+    does a gap close, stay or grow over training? curves.csv has every epoch."""
+    last = int(curves["epoch"].max())
+    epochs = sorted({1, *(int(last * q + 0.5) for q in (0.25, 0.5, 0.75)), last} - {0})
+    lines = ["Δ val acc against the baseline in percentage points, [95% CI] paired on the seeds, after the epochs "
+             "trained named in the header; pointwise (not corrected over epochs), exploratory: the summary's test "
+             "accuracy confirms. curves.csv has every epoch."]
+    for group, members in curves[~curves["baseline"]].groupby("group", sort=False):
+        at = members.set_index(["variant", "epoch"])
+        rows = [[variant, *(_gap_cell(at.loc[(variant, e)]) if (variant, e) in at.index else "" for e in epochs)]
+                for variant in dict.fromkeys(members["variant"])]
+        lines += ["", *([f"**{group}**", ""] if group else []), *_markdown(rows, ["", *map(str, epochs)])]
+    return "\n".join(lines)
+
+
+def _gap_cell(point) -> str:
+    if isna(point["diff"]):
+        return ""
+    ci = "" if isna(point["diff_ci_low"]) else f" [{_pp(point['diff_ci_low'])}, {_pp(point['diff_ci_high'])}]"
+    return f"{_pp(point['diff'])}{ci}"
 
 def omnibus_lines(omnibus: pd.DataFrame) -> list[str]:
     """One line per group (and per `within` slice of it): Friedman's test and the repeated-measures ANOVA on
