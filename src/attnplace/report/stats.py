@@ -34,6 +34,7 @@ CONFIDENCE = 0.95
 ALPHA = 0.05
 POWER = 0.8
 NAN = math.nan
+ROUNDING = 1e-12  # a spread this small (relative) is floating-point rounding, not variation
 COMPARISON_COLUMNS = ["diff", "diff_ci_low", "diff_ci_high", "n_pairs", "p_value", "p_holm", "effect", "effect_kind",
                       "test", "tost_p", "verdict", "detectable_diff", "seeds_for_margin"]
 
@@ -92,8 +93,10 @@ def paired(a: Sequence[float], b: Sequence[float]) -> Comparison:
     """Paired t-test of a − b (aligned, same seeds)."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     k, mean, sd = len(d), float(d.mean()), float(d.std(ddof=1))
-    if sd == 0:  # identical differences: the estimate is exact on these seeds, but its spread is unknown
-        return Comparison("paired", k, mean, sd_diff=sd)
+    # Identical differences: the estimate is exact on these seeds, but its spread is unknown. Accuracies are
+    # counts over a split, so equal differences are common, and subtracting them leaves a rounding-error SD.
+    if sd <= ROUNDING * max(1.0, abs(mean)):
+        return Comparison("paired", k, mean, sd_diff=0.0)
     return Comparison("paired", k, mean, sd / math.sqrt(k), k - 1, mean / sd, "d_z", sd)
 
 
@@ -103,7 +106,7 @@ def welch(a: Sequence[float], b: Sequence[float], n_pairs: int = 0) -> Compariso
     na, nb = len(a), len(b)
     diff = float(a.mean() - b.mean())
     va, vb = a.var(ddof=1) / na, b.var(ddof=1) / nb
-    if va + vb == 0:
+    if math.sqrt(va + vb) <= ROUNDING * max(1.0, abs(diff)):  # no spread on either side (as in `paired`)
         return Comparison("welch", n_pairs, diff)
     df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
     pooled = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
