@@ -74,6 +74,9 @@ def test_identical_differences_have_no_p_value_and_no_interval():
     assert c.diff == pytest.approx(0.01) and math.isnan(c.p_value) and math.isnan(c.effect)
     assert all(math.isnan(x) for x in c.ci) and math.isnan(c.tost_p(0.005))
     rounded = stats.paired([0.615, 0.63, 0.7305], [0.6245, 0.6395, 0.74])  # -0.95 pp each, up to float rounding
+    assert math.isnan(rounded.ci[0])
+    # As records hold them: through float32 (a committed run's val acc), the same -0.95 pp twice.
+    rounded = stats.paired(np.float32([0.5435, 0.5530]).astype(float), np.float32([0.5530, 0.5625]).astype(float))
     assert rounded.diff == pytest.approx(-0.0095) and math.isnan(rounded.ci[0]) and rounded.sd_diff == 0
     constant = stats.welch([0.1] * 3, [0.2] * 3)  # var([0.1] * 3) is 3e-34 in floating point, not 0
     assert constant.diff == pytest.approx(-0.1) and math.isnan(constant.p_value) and math.isnan(constant.ci[1])

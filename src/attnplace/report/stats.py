@@ -34,7 +34,9 @@ CONFIDENCE = 0.95
 ALPHA = 0.05
 POWER = 0.8
 NAN = math.nan
-ROUNDING = 1e-12  # a spread this small (relative) is floating-point rounding, not variation
+# An SD of accuracies (fractions) below this is rounding, not variation: records hold float32 values (error
+# ≈ 6e-8), while a real difference is one example or more, 1e-5 even for a 100,000-image split.
+ROUNDING = 1e-6
 COMPARISON_COLUMNS = ["diff", "diff_ci_low", "diff_ci_high", "n_pairs", "p_value", "p_holm", "effect", "effect_kind",
                       "test", "tost_p", "verdict", "detectable_diff", "seeds_for_margin"]
 
@@ -95,7 +97,7 @@ def paired(a: Sequence[float], b: Sequence[float]) -> Comparison:
     k, mean, sd = len(d), float(d.mean()), float(d.std(ddof=1))
     # Identical differences: the estimate is exact on these seeds, but its spread is unknown. Accuracies are
     # counts over a split, so equal differences are common, and subtracting them leaves a rounding-error SD.
-    if sd <= ROUNDING * max(1.0, abs(mean)):
+    if sd <= ROUNDING:
         return Comparison("paired", k, mean, sd_diff=0.0)
     return Comparison("paired", k, mean, sd / math.sqrt(k), k - 1, mean / sd, "d_z", sd)
 
@@ -106,7 +108,7 @@ def welch(a: Sequence[float], b: Sequence[float], n_pairs: int = 0) -> Compariso
     na, nb = len(a), len(b)
     diff = float(a.mean() - b.mean())
     va, vb = a.var(ddof=1) / na, b.var(ddof=1) / nb
-    if math.sqrt(va + vb) <= ROUNDING * max(1.0, abs(diff)):  # no spread on either side (as in `paired`)
+    if max(va * na, vb * nb) <= ROUNDING**2:  # no spread on either side (as in `paired`)
         return Comparison("welch", n_pairs, diff)
     df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
     pooled = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
