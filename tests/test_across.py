@@ -39,3 +39,11 @@ def test_compare_prints_the_cells_and_each_studys_omnibus(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| p2/se | -6.00 [" in out and "| b − a [Welch 95% CI] |" in out and "| +5.00 [" in out
     assert "\na (test_acc):\n" in out and "\nb (test_acc):\n" in out
+
+
+def test_compare_takes_another_baseline_and_the_metric(tmp_path, capsys):
+    """Against p2 in both studies, the plain block's Δ is p2's negated: e.g. does near_identity − mask change?"""
+    a, b = study(tmp_path / "a", [-6, -5, -7]), study(tmp_path / "b", [-1, 0, -2])
+    assert main(["compare", str(a), str(b), "--baseline", "p2/se", "--metric", "val_acc"]) == 0
+    out = capsys.readouterr().out
+    assert "| none | +6.00 [" in out and "| +1.00 [" in out and "| -5.00 [" in out and "\na (val_acc):\n" in out

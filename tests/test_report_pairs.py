@@ -24,7 +24,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 # ---------------------------------------------------------------- every variant against every other
 
 ACCS = {"none": [0.80, 0.81, 0.79, 0.80], "p1": [0.83, 0.85, 0.82, 0.84],
-        "p2": [0.81, 0.81, 0.80, 0.82], "p3": [0.80, 0.82, 0.79, 0.81]}
+        "p2": [0.81, 0.81, 0.80, 0.82], "p3": [0.80, 0.82, 0.79, 0.815]}  # p3 − p1 not constant: it would have no spread
 
 
 def _four_variants(root: Path) -> Path:
@@ -237,6 +237,16 @@ def test_a_gate_form_run_on_one_pattern_only_stays_outside_the_crossing_cells():
     kept = summary.crossing(keys)
     assert sorted(kept) == sorted((p, g) for p in patterns for g in gates)
     assert list(summary.crossing(keys.drop(("p2", "mask")))) == [(p, g) for p in ("p1", "p3", "p4") for g in gates]
+
+
+def test_a_factorial_against_another_baseline_leaves_the_plain_block_outside(tmp_path):
+    """With p2 × mask as the baseline, the plain block is one of the others but has no gate: it is in no cell
+    (its blank gate used to make the crossing loop forever). Here p1 alone is left to cross, which says so."""
+    folder = gated_runs(tmp_path)
+    with pytest.raises(UserError, match="model.pattern × model.gate do not cross in this grid: no variant has p2/mask"):
+        build_report(folder, baseline="p2/gate=mask", factorial=("model.pattern", "model.gate"))
+    with_p1 = build_report(folder, baseline="p1/gate=mask", within=("model.gate",))  # the plain block is a variant
+    assert "none" in set(with_p1.summary["variant"]) and with_p1.factorial.empty
 
 
 def test_committed_grid_files_say_how_their_tables_read():

@@ -92,7 +92,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .report.build import build_report
     from .report.tables import omnibus_lines
 
-    a, b = build_report(args.study_a), build_report(args.study_b)
+    a, b = (build_report(study, baseline=args.baseline, metric=args.metric) for study in (args.study_a, args.study_b))
     name_a, name_b = Path(args.study_a).name, Path(args.study_b).name
     print(format_across(across_studies(a, b), name_a, name_b))
     for name, report in ((name_a, a), (name_b, b)):
@@ -201,12 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wandb", action="store_true", help="also log the tables and plots as a W&B summary run")
     p.add_argument("--wide", action="store_true", help="print every column of summary.csv (the default table fits "
                                                          "120 columns)")
-    p.add_argument("--baseline", metavar="VARIANT",
-                   help="the variant each group is compared with, by label (default: the grid's report.baseline, "
-                        "else pattern none)")
-    p.add_argument("--metric", metavar="test_acc|val_acc",
-                   help="val_acc (the final epoch's validation accuracy) to explore, test_acc to confirm "
-                        "(default: the grid's report.metric, else test_acc)")
+    _baseline_and_metric(p)
     p.add_argument("--equivalence-margin", type=float, metavar="PP",
                    help="TOST margin in percentage points (default: the grid's report.equivalence_margin, else 0.5)")
     p.add_argument("--within", action="append", metavar="AXIS",
@@ -225,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "their difference with a Welch CI")
     p.add_argument("study_a")
     p.add_argument("study_b")
+    _baseline_and_metric(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("atlas", help="every study under a results root on one page: atlas.md and atlas.png")
@@ -236,6 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "with trainer.accelerator=auto trains here)")
     p.set_defaults(func=cmd_hardware)
     return parser
+
+
+def _baseline_and_metric(p: argparse.ArgumentParser) -> None:
+    """The options `report` and `compare` share: what each variant is compared with, and on which split."""
+    p.add_argument("--baseline", metavar="VARIANT",
+                   help="the variant each group is compared with, by label (default: the grid's report.baseline, "
+                        "else pattern none)")
+    p.add_argument("--metric", metavar="test_acc|val_acc",
+                   help="val_acc (the final epoch's validation accuracy) to explore, test_acc to confirm "
+                        "(default: the grid's report.metric, else test_acc)")
 
 
 def main(argv: list[str] | None = None) -> int:

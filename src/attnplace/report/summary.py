@@ -168,7 +168,8 @@ def _cells(group: Group, factors: tuple[str, ...]) -> tuple[pd.DataFrame, list[s
     that cross (`crossing`: a gate form run on one pattern only, p3 × mix, stays outside), and the variants left
     outside. Values that do not cross at all are a UserError that says why."""
     _check_placement_axes(group, factors, "report.factorial")
-    others = group.variants[~group.variants["baseline"]]
+    # The plain block (a non-`none` baseline leaves it among the others) has no gate: it is in no cell.
+    others = group.variants[~group.variants["baseline"] & group.variants[list(factors)].notna().all(axis=1)]
     keys = pd.MultiIndex.from_frame(others[list(factors)].astype(str))
     if keys.has_duplicates:
         twice = others.loc[keys.duplicated(keep=False), "variant"]
@@ -180,7 +181,9 @@ def _cells(group: Group, factors: tuple[str, ...]) -> tuple[pd.DataFrame, list[s
         raise UserError(f"report.factorial: {' × '.join(factors)} do not cross in this grid: no variant has "
                         f"{'; '.join('/'.join(m) for m in missing)}; valid: axes whose every combination was run")
     inside = keys.isin(kept)
-    return group.acc.loc[others["variant"][inside]].set_axis(keys[inside]), list(others["variant"][~inside])
+    outside = group.variants.loc[~group.variants["baseline"] & ~group.variants["variant"].isin(others["variant"][inside]),
+                                 "variant"]
+    return group.acc.loc[others["variant"][inside]].set_axis(keys[inside]), list(outside)
 
 
 def crossing(keys: pd.MultiIndex) -> pd.MultiIndex:
