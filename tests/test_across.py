@@ -7,14 +7,15 @@ from record_fixtures import record, write_runs
 from scipy import stats
 
 from attnplace.cli import main
+from attnplace.errors import UserError
 from attnplace.report.across import across_studies
 from attnplace.report.build import build_report
 
 
-def study(root, deltas_pp, base=(0.70, 0.71, 0.69)):
-    """none and p2 on 3 seeds, p2 − none = `deltas_pp` per seed; p1 only in study A (left out of the cells)."""
-    recs = [record("none", s, acc) for s, acc in enumerate(base)]
-    recs += [record("p2", s, acc + d / 100) for s, (acc, d) in enumerate(zip(base, deltas_pp))]
+def study(root, deltas_pp, base=(0.70, 0.71, 0.69), attention="se"):
+    """none and p2 (its seeds' form: the raw mask) on 3 seeds, p2 − none = `deltas_pp` per seed."""
+    recs = [record("none", s, acc, attention=attention) for s, acc in enumerate(base)]
+    recs += [record("p2", s, acc + d / 100, attention=attention) for s, (acc, d) in enumerate(zip(base, deltas_pp))]
     return write_runs(root, recs)
 
 
@@ -37,8 +38,34 @@ def test_each_studys_delta_is_paired_within_it_and_their_difference_is_welch(tmp
 def test_compare_prints_the_cells_and_each_studys_omnibus(tmp_path, capsys):
     assert main(["compare", str(study(tmp_path / "a", [-6, -5, -7])), str(study(tmp_path / "b", [-1, 0, -2]))]) == 0
     out = capsys.readouterr().out
-    assert "| p2/se | -6.00 [" in out and "| b − a [Welch 95% CI] |" in out and "| +5.00 [" in out
-    assert "\na (test_acc):\n" in out and "\nb (test_acc):\n" in out
+    assert "| variant | Δ a [95% CI] (n) |" in out and "| b − a [Welch 95% CI] |" in out
+    assert "| p2/se | -6.00 [" in out and "| +5.00 [" in out
+    assert "\na (test_acc):\n- seed blocks in the tables: 3 (seed 0, 1, 2: 3 not saying their hardware)\n" in out
+    assert "\nb (test_acc):\n" in out
+
+
+def test_two_attention_types_pair_by_where_and_how_cell(tmp_path, capsys):
+    """SE against CBAM share no label: by label that is a one-line error naming both sides' variants; by cell,
+    p2/se and p2/cbam are both p2 × mask (p2's seeds' form)."""
+    se, cbam = study(tmp_path / "se", [-6, -5, -7]), study(tmp_path / "cbam", [-9, -8, -10], attention="cbam")
+    assert main(["compare", str(se), str(cbam)]) == 2
+    err = capsys.readouterr().err
+    assert "share no variant besides the baseline: A has p2/se; B has p2/cbam; --match cell" in err
+    frame = across_studies(build_report(se), build_report(cbam), "cell")
+    assert list(frame["cell"]) == ["p2 × mask"] and frame["diff"].iloc[0] == pytest.approx(-0.03)
+    assert main(["compare", str(se), str(cbam), "--match", "cell"]) == 0
+    out = capsys.readouterr().out
+    assert "| cell | Δ se [95% CI] (n) |" in out and "| p2 × mask | -6.00 [" in out and "| -3.00 [" in out
+    assert main(["compare", str(se), str(cbam), "--match", "label"]) == 2
+    assert "--match label: valid: variant, cell" in capsys.readouterr().err
+
+
+def test_by_cell_two_variants_in_one_cell_are_refused(tmp_path):
+    """p4/se and p4/eca are both p4 × near_identity: a row never averages two variants."""
+    two = study(tmp_path / "two", [-1, -1, -2])
+    write_runs(two, [record("p4", s, 0.7, attention=a) for s in range(3) for a in ("se", "eca")])
+    with pytest.raises(UserError, match="study B has several variants in the cell p4 × near_identity: p4/eca, p4/se"):
+        across_studies(build_report(study(tmp_path / "one", [-1, 0, -1])), build_report(two), "cell")
 
 
 def test_compare_takes_another_baseline_and_the_metric(tmp_path, capsys):

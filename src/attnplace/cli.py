@@ -87,17 +87,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Two studies cell by cell (report/across.py), then each one's omnibus lines."""
+    """Two studies cell by cell (report/across.py), then each one's seed blocks (with their hardware) and omnibus
+    lines."""
     from .report.across import across_studies, format_across
     from .report.build import build_report
     from .report.tables import omnibus_lines
 
     a, b = (build_report(study, baseline=args.baseline, metric=args.metric) for study in (args.study_a, args.study_b))
     name_a, name_b = Path(args.study_a).name, Path(args.study_b).name
-    print(format_across(across_studies(a, b), name_a, name_b))
+    print(format_across(across_studies(a, b, args.match), name_a, name_b))
     for name, report in ((name_a, a), (name_b, b)):
         print(f"\n{name} ({report.settings.metric}):")
-        for line in omnibus_lines(report.omnibus):
+        for line in [*report.block_notes, *omnibus_lines(report.omnibus)]:
             print(f"- {line}")
     return 0
 
@@ -221,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study_a")
     p.add_argument("study_b")
     _baseline_and_metric(p)
+    p.add_argument("--match", metavar="variant|cell",
+                   help="pair the studies' rows by variant label (default), or by where × how cell (p2 × mask), "
+                        "e.g. to compare two attention types")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("atlas", help="every study under a results root on one page: atlas.md and atlas.png")

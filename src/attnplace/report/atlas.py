@@ -71,6 +71,22 @@ def gate_form(pattern, model: Mapping, axis_gate=None) -> str | None:
     return SEEDS_FORM.get(pattern)
 
 
+def cell_of(variant: Mapping, model: Mapping) -> tuple[str, str] | None:
+    """(where, how) of a variant (a summary row) whose run config's model section is `model`; None when it is no
+    where × how cell (the plain block, or a pattern or gate form outside `WHERE` × `HOW`)."""
+    where, how = where_of(variant[PATTERN]), gate_form(variant[PATTERN], model, variant.get(GATE))
+    return (where, how) if where is not None and how in HOW else None
+
+
+def cells_of(report) -> dict[str, str]:
+    """variant -> its where × how cell (`p2 × mask`), for the report's variants that are one."""
+    configs, cells = _configs(report), {}
+    for v in report.summary.to_dict("records"):
+        if found := cell_of(v, configs.get(v["variant"], {}).get("model") or {}):
+            cells[v["variant"]] = " × ".join(found)
+    return cells
+
+
 def left_out_reason(report) -> str | None:
     """Why a study has no row: synthetic data (a pipeline check, not a result), or a baseline that is not the
     `none` pattern (its Δs are against another placement); None when it has rows."""
@@ -157,10 +173,11 @@ def _split(study: str, variants: pd.DataFrame, configs: dict, notes: list[str]) 
     split: dict[tuple, list[dict]] = {}
     for v in variants.to_dict("records"):
         model = configs.get(v["variant"], {}).get("model") or {}
-        where, how = where_of(v[PATTERN]), gate_form(v[PATTERN], model, v.get(GATE))
-        if where is None or how not in HOW:
-            notes.append(f"{study}: {v['variant']} is no where × how cell (pattern {v[PATTERN]}, gate {how})")
+        if (found := cell_of(v, model)) is None:
+            notes.append(f"{study}: {v['variant']} is no where × how cell (pattern {v[PATTERN]}, "
+                         f"gate {gate_form(v[PATTERN], model, v.get(GATE))})")
             continue
+        where, how = found
         options = ", ".join(f"{a.rsplit('.', 1)[-1]}={_text(v[a])}" for a in others if not isna(v[a]))
         attention = model.get("attention") or v.get("model.attention") or ""
         cell = {"cell": f"{where} × {how}", "where": where, "how": how}
