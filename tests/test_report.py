@@ -57,6 +57,20 @@ def test_summary_says_which_code_trained_the_runs(tmp_path):
     assert not any("code" in line for line in caveats(*_summary_and_runs(write_runs(tmp_path / "old", untold))))
 
 
+def test_summary_names_a_completed_run_that_did_not_learn(tmp_path):
+    """A loss that hardly fell (2.30 -> 2.29, as a run whose masks shut) is named; one that fell (2.0 -> 0.9) or
+    a failed run is not."""
+    def losses(*values):
+        return [{"epoch": e, "train_loss": v} for e, v in enumerate(values)]
+
+    recs = [record("none", s, 0.9, history=losses(2.0, 1.2, 0.9)) for s in range(2)]
+    recs += [record("p2", 0, 0.14, history=losses(2.3053, 2.3, 2.2929)), record("p2", 1, 0.6, history=losses(2.0, 1.5)),
+             record("p3", 0, None, status="failed", history=losses(2.3, 2.3))]
+    write_runs(tmp_path, recs)
+    assert "warning: 1 completed run(s) did not learn: resnet20-p2-se-s0 (training loss 2.31 after the first " \
+           "epoch, 2.29 after the last). Each stays in its variant's mean and SD." in write_report(tmp_path).caveats
+
+
 def _summary_and_runs(folder):
     runs = load_records(folder)[0]
     return summarize(runs), runs

@@ -5,6 +5,7 @@ factorial.csv (when the report asks for one), the validation curves, gates, mask
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,14 +27,16 @@ from .tables import (block_lines, counted_line, factorial_lines, format_curves_m
 from .trajectories import gate_frames, mask_frames
 
 SMALL_N = 3  # below this many seeds a t interval is too wide to say much
+STALLED = 0.95  # a final training loss at least this share of the first epoch's: the run did not learn
 
 
 # ---------------------------------------------------------------- what a reader must know
 
 
-def caveats(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+def caveats(summary: pd.DataFrame, runs: pd.DataFrame, records: Sequence[dict] = ()) -> list[str]:
     """What a reader must know before trusting the table: which weights the metric read, small n, unpaired
-    tests, which code trained the runs, and mixed environments when they were allowed."""
+    tests, completed runs that did not learn, which code trained the runs, and mixed environments when they were
+    allowed."""
     completed = runs[runs["status"] == "completed"]
     lines = _metric_caveat(completed, summary["metric"].iloc[0] if len(summary) else "test_acc")
     small = summary[(summary["n"] > 0) & (summary["n"] < SMALL_N)]["variant"].tolist()
@@ -46,7 +49,22 @@ def caveats(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     if mixed := environment_differences(runs):
         lines.append(f"warning: runs differ in {mixed}, allowed by --allow-mixed-environments: differences "
                      f"between them include the environment's.")
-    return lines + _code_caveat(completed)
+    return lines + _stalled_caveat(records) + _code_caveat(completed)
+
+
+def _stalled_caveat(records: Sequence[dict]) -> list[str]:
+    """Completed runs whose training loss hardly fell. Such a run stays in its variant's mean and SD (it is a
+    result: that variant can fail to train), so the reader is told which run makes that SD large."""
+    stalled = []
+    for rec in records:
+        losses = [h["train_loss"] for h in rec.get("history") or [] if h.get("train_loss") is not None]
+        if rec.get("status") == "completed" and len(losses) >= 2 and losses[-1] >= STALLED * losses[0]:
+            stalled.append(f"{rec['id']} (training loss {losses[0]:.2f} after the first epoch, {losses[-1]:.2f} "
+                           f"after the last)")
+    if not stalled:
+        return []
+    return [f"warning: {len(stalled)} completed run(s) did not learn: {'; '.join(stalled)}. Each stays in its "
+            f"variant's mean and SD."]
 
 
 def _metric_caveat(completed: pd.DataFrame, metric: str) -> list[str]:
@@ -125,7 +143,7 @@ def build_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
                    _hardware_note(loaded.runs, tests)]
     return Report(loaded.records, loaded.runs, settings, summary, pairs(loaded.runs, settings),
                   omnibus(loaded.runs, settings), factorial(loaded.runs, settings), *gate_frames(loaded.records, loaded.runs),
-                  *mask_frames(loaded.records, loaded.runs), caveats(summary, loaded.runs), loaded.problems,
+                  *mask_frames(loaded.records, loaded.runs), caveats(summary, loaded.runs, loaded.records), loaded.problems,
                   loaded.notes + block_notes, blocks=loaded.blocks, hardware=tests, block_notes=block_notes,
                   curves=validation_curves(loaded.records, loaded.runs, settings))
 
