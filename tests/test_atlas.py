@@ -174,6 +174,17 @@ def test_no_best_cell_when_the_omnibus_test_is_not_significant(root):
     assert table_line.count("★") == 1 and "best cell p1 × mask ★" in text
 
 
+def test_a_row_of_one_seed_is_not_tested_rather_than_equal(root):
+    """One seed block: no CI, no Friedman test, so the row claims neither a difference nor its absence."""
+    write_runs(root / "early", [study_record(p, 0, a, attention="none" if p == "none" else "se")
+                                for p, a in (("none", 0.65), ("p1", 0.68), ("p2", 0.33))],
+               {"seed": [0, 1, 2], "model.pattern": ["none", "p1", "p2"]})
+    write_atlas(root)
+    (line,) = [x for x in (root / "atlas.md").read_text().splitlines() if x.startswith("- early")]
+    assert line.endswith("3 variants (2 cells and `none`) on the 1 seeds every one completed: not tested "
+                         "(Friedman's test needs 2 seeds that rank the variants); no best cell.")
+
+
 def test_studies_left_out_are_named_with_the_reason(root):
     smoke = [study_record(p, s, 0.8 + 0.01 * s, data="synthetic", attention="none" if p == "none" else "se")
              for p in ("none", "p1") for s in range(2)]

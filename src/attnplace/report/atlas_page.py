@@ -101,6 +101,8 @@ def regime(row) -> str:
 def omnibus_line(row) -> str:
     cells = f"{row.k - 1} cell{'s' if row.k != 2 else ''}"
     where = f"{row_label(row)}: {row.k} variants ({cells} and `none`) on the {row.n_seeds} seeds every one completed"
+    if isna(row.friedman_p):  # one seed, or every seed ties: a row that was not tested says nothing either way
+        return f"{where}: not tested (Friedman's test needs 2 seeds that rank the variants); no best cell."
     if not row.differ:
         test = p_is(row.friedman_p).replace("p ", "Friedman p ", 1)
         return f"{where}: no placement differs ({test}); no best cell."
@@ -186,12 +188,12 @@ def plot_atlas(atlas: Atlas) -> Figure:
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2.5, ec="black", gid="best", zorder=3))
     for i in np.flatnonzero(rows["study"].to_numpy()[1:] != rows["study"].to_numpy()[:-1]):
         ax.axhline(i + 0.5, color="white", lw=3, zorder=2)  # between studies: no row pools two
-    labels = [f"{row_label(r)}\n{r.metric} ep {r.epoch}, {r.seed_blocks} blocks, "
+    labels = [f"{row_label(r)}\n{r.metric} ep {r.epoch}, {r.seed_blocks} block{'s' if r.seed_blocks != 1 else ''}, "
               f"{'Friedman ' + p_is(r.friedman_p)}" for r in rows.itertuples(index=False)]
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.set_xticks(range(len(columns)), [c.replace(" × ", " ×\n") for c in columns], fontsize=8)
     ax.xaxis.tick_top()
-    ax.set_title("Δ vs the row's none (pp): ≠ different (Holm), ≈ equivalent within ±m (TOST), ? inconclusive; "
+    ax.set_title("Δ vs the row's none (pp): ≠ different (Holm), ≈ equivalent within ±m (TOST), ? inconclusive, · untested (one seed pair); "
                  f"{BEST} boxed: best cell (Friedman p < 0.05); grey: not run", fontsize=9)
     fig.colorbar(image, ax=ax, label="Δ vs none, percentage points", shrink=0.8)
     return fig
