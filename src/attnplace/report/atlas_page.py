@@ -193,8 +193,8 @@ def plot_atlas(atlas: Atlas) -> Figure:
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.set_xticks(range(len(columns)), [c.replace(" × ", " ×\n") for c in columns], fontsize=8)
     ax.xaxis.tick_top()
-    ax.set_title("Δ vs the row's none (pp): ≠ different (Holm), ≈ equivalent within ±m (TOST), ? inconclusive, · untested (one seed pair); "
-                 f"{BEST} boxed: best cell (Friedman p < 0.05); grey: not run", fontsize=9)
+    ax.set_title("Δ vs the row's none (pp): ≠ different (Holm), ≈ equivalent within ±m (TOST), ? inconclusive, "
+                 f"· untested (one seed pair); {BEST} boxed: best cell (Friedman p < 0.05); grey: not run", fontsize=9)
     fig.colorbar(image, ax=ax, label="Δ vs none, percentage points", shrink=0.8)
     return fig
 
