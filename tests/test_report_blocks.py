@@ -104,6 +104,15 @@ def test_counted_blocks_frozen_in_grid_json_win_over_seed_order(tmp_path):
         f"them, not in the tables"]
 
 
+@pytest.mark.parametrize("frozen", [[0, 1], [0, 2]])
+def test_a_study_that_asks_for_more_blocks_adds_the_next_complete_ones_to_its_frozen_blocks(tmp_path, frozen):
+    """`blocks: 2` became `blocks: 3` in the grid file: the frozen blocks stay, the next complete one joins."""
+    report = write_report(_frozen(tmp_path, counted=frozen, wanted=3))
+    assert sorted(set(report.runs["seed"])) == [0, 1, 2]
+    assert report.blocks["status"].tolist() == ["counted"] * 3
+    assert report.block_notes[0] == f"seed blocks in the tables: 3 (seed 0, 1, 2: 3 on {AMD})"
+
+
 @pytest.mark.parametrize("wanted, seeds, first", [(2, [0, 1], "seed blocks in the tables: 2 (seed 0, 1:"),
                                                   (5, [0, 1, 2], "seed blocks in the tables: 3 of 5 wanted (seed 0,")])
 def test_before_the_grid_froze_them_the_first_complete_blocks_count(tmp_path, wanted, seeds, first):

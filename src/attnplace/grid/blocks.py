@@ -123,7 +123,8 @@ def replacement_seeds(grid: Grid, count: int) -> list[int]:
 
 def counted_blocks(grid: Grid, blocks: list[Block]) -> list[int] | None:
     """The seeds of the blocks the study's tables pair on, frozen once `grid.wanted` blocks are complete: the
-    first complete blocks in seed order. A block that completes later never swaps in."""
+    first complete blocks in seed order. A grid file that later asks for more adds the next complete blocks to
+    them; a block that completes later never swaps in."""
     complete = [b.seed for b in blocks if b.complete]  # blocks come in the grid's seed order
     counted = counted_seeds(grid.ledger.counted, complete, grid.wanted)
     return counted if grid.ledger.counted is not None or len(counted) >= grid.wanted else None

@@ -63,10 +63,14 @@ class Ledger:
 
 
 def counted_seeds(frozen: tuple[int, ...] | None, complete: list[int], wanted: int | None) -> list[int]:
-    """The seeds of the blocks a study's tables pair on: those frozen in grid.json, else the first `wanted`
-    complete blocks in seed order (`complete`; all of them while fewer are). A block that completes after the
-    counted ones were frozen never swaps in, so no one picks the answer by waiting for it."""
-    return list(frozen) if frozen is not None else list(complete)[:wanted]
+    """The seeds of the blocks a study's tables pair on: those frozen in grid.json, then, while fewer than
+    `wanted`, the next complete blocks in seed order (`complete`; all of them while fewer are). So a study that
+    asks for more blocks grows by the next ones, and a block that completes after the counted ones never swaps
+    in for one of them: no one picks the answer by waiting for it."""
+    kept = list(frozen or ())
+    later = [seed for seed in complete if seed not in kept]
+    room = len(later) if wanted is None else max(wanted - len(kept), 0)
+    return kept + later[:room]
 
 
 def read_ledger(results_dir: Path) -> Ledger:
