@@ -16,7 +16,8 @@ import torch
 
 import attnplace
 from attnplace.cli import main
-from attnplace.run.config import load_config
+from attnplace.errors import UserError
+from attnplace.run.config import identity, load_config
 from attnplace.train.fit import fit
 from attnplace.train.module import PlacementModule
 from attnplace.run.provenance import code_version, git_commit, source_hash
@@ -90,6 +91,42 @@ def test_onecycle_follows_smiths_formula(name, warmup_epochs, peak):
                 assert group["betas"] == (0.9, 0.999)
         optimizer.step()
         scheduler.step()
+
+
+@pytest.mark.parametrize("warmup_epochs", [0, 1])
+def test_step_schedule_divides_the_lr_at_its_milestones(warmup_epochs):
+    """`optim.schedule=step` (He et al.'s): over 10 epochs of 10 steps, milestones at epochs 4.5 and 7 are steps
+    45 and 70; every group's lr is its base lr until step 45, a tenth of it until step 70, a hundredth after,
+    with the linear warm-up (step + 1)/10 over the first epoch when there is one. The gates keep their ratio."""
+    config = load_config(None, ["model.pattern=p3c", "optim.schedule=step", "optim.milestones=[4.5, 7]",
+                                "optim.lr=0.1", "optim.gate_lr_scale=10", f"optim.warmup_epochs={warmup_epochs}"])
+    module = PlacementModule(config.to_dict(), 10, 3)
+    module.trainer = SimpleNamespace(estimated_stepping_batches=100, max_epochs=10)
+    optimizers = module.configure_optimizers()
+    optimizer, scheduler = optimizers["optimizer"], optimizers["lr_scheduler"]["scheduler"]
+    for step in range(100):
+        factor = 1.0 if step < 45 else 0.1 if step < 70 else 0.01
+        if warmup_epochs and step < 10:
+            factor *= (step + 1) / 10
+        for group, base in zip(optimizer.param_groups, (0.1, 0.1, 1.0), strict=True):
+            assert group["lr"] == pytest.approx(base * factor, rel=1e-9), step
+        optimizer.step()
+        scheduler.step()
+
+
+def test_step_schedule_options_split_ids_only_where_read():
+    """milestones and step_factor are reset by every other schedule, and older configs keep their ids."""
+    cosine = load_config(None, ["model.pattern=none"])
+    assert load_config(None, ["model.pattern=none", "optim.step_factor=0.5"]).run_id == cosine.run_id
+    step = ["model.pattern=none", "optim.schedule=step", "optim.milestones=[91, 136]"]
+    assert load_config(None, step).run_id != load_config(None, [*step, "optim.step_factor=0.2"]).run_id
+    assert "milestones" not in json.dumps(identity(cosine))
+
+
+@pytest.mark.parametrize("milestones", ["null", "[]", "[5, 3]", "[0, 3]"])
+def test_step_schedule_needs_increasing_milestones(milestones):
+    with pytest.raises(UserError, match=r"optim\.milestones.*increasing epochs"):
+        load_config(None, ["optim.schedule=step", f"optim.milestones={milestones}"])
 
 
 def test_best_val_tests_the_best_validation_epoch(tmp_path):

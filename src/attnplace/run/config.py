@@ -66,6 +66,9 @@ PLACEMENT_AXES = frozenset({f"model.{k}" for k in PLACEMENT_KEYS} | {"optim.gate
 # Keys added after run ids were first computed: left out of the id while they hold the value that the older
 # keys imply, so every earlier run keeps its id (`model.gate` of a p4 with p4_gate=direct is mask, say).
 LATER_KEYS = ("gate", "skip_gate")
+# Optimiser keys added later: left out of the id while they hold their defaults (every schedule but `step`
+# resets them there, `OptimConfig.canonical`).
+LATER_OPTIM_KEYS = ("milestones", "step_factor")
 # Later still, and never named in the id: they are left out while they say what the backbone alone says (its
 # own block family, the only one it accepts; no weights file).
 IMPLIED_BY_BACKBONE = ("block", "weights")
@@ -82,6 +85,9 @@ def identity(config: Config) -> dict:
     for key in LATER_KEYS:
         if data["model"][key] == getattr(implied, key):
             data["model"].pop(key)
+    for key in LATER_OPTIM_KEYS:
+        if data["optim"][key] == getattr(OptimConfig, key):
+            data["optim"].pop(key)
     implied_by_backbone = {"block": backbone_block(config.model.backbone), "weights": None}
     for key in IMPLIED_BY_BACKBONE:
         if data["model"][key] in (None, implied_by_backbone[key]):
@@ -96,6 +102,7 @@ def canonical(config: Config) -> Config:
       (p3 × mix is p3c; p3c × mask is p3);
     - options the block does not read (its class's `uses`) are reset: `none × se` and `none × cbam` are one
       run, and a network without learned gates ignores `optim.gate_lr_scale`;
+    - optimiser options the schedule does not read are reset (`OptimConfig.canonical`);
     - trainer settings left at auto take this machine's preset (`TrainerConfig.resolved`), so runs in
       different precisions or memory formats never share an id.
     """
@@ -109,7 +116,7 @@ def canonical(config: Config) -> Config:
     if m.skip_attention == m.attention:
         reset["skip_attention"] = None
     m = dataclasses.replace(m, **reset)
-    optim = config.optim
+    optim = config.optim.canonical()
     if not any(getattr(m, k) for k in uses if k.startswith("learn_")):  # no learned gate
         optim = dataclasses.replace(optim, gate_lr_scale=OptimConfig.gate_lr_scale)
     return dataclasses.replace(config, model=m, optim=optim, trainer=trainer)

@@ -51,6 +51,9 @@ class DataConfig:
             raise UserError(f"data.path={self.path!r} is invalid; valid: an existing {self.name} folder or archive")
 
 
+SCHEDULES = ("cosine", "onecycle", "constant", "step")
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     name: str = "sgd"  # sgd (Nesterov) | adamw
@@ -58,22 +61,36 @@ class OptimConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4  # never applied to norms, biases or gate scalars
-    schedule: str = "cosine"  # cosine | onecycle | constant
+    schedule: str = "cosine"  # cosine | onecycle | constant | step
     warmup_epochs: float = 1.0
+    milestones: tuple[float, ...] | None = None  # step: the epochs (fractions allowed) where lr is multiplied...
+    step_factor: float = 0.1  # ... by this (He et al.: ÷10 at 32k and 48k of 64k iterations)
     label_smoothing: float = 0.0
     gate_lr_scale: float = 1.0  # lr multiplier for the gate scalars γ_s, γ_r and λ's logit
 
     def __post_init__(self):
         choose("name", self.name, ["sgd", "adamw"])
-        choose("schedule", self.schedule, ["cosine", "onecycle", "constant"])
+        choose("schedule", self.schedule, SCHEDULES)
         require(self.lr > 0, "lr", self.lr, "> 0")
         require(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
         require(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
         require(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, ">= 0")
         require(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "in [0, 1)")
         require(self.gate_lr_scale > 0, "gate_lr_scale", self.gate_lr_scale, "> 0")
+        require(0 < self.step_factor <= 1, "step_factor", self.step_factor, "in (0, 1]")
+        if self.schedule == "step":
+            m = self.milestones or ()
+            require(len(m) > 0 and m[0] > 0 and all(a < b for a, b in zip(m, m[1:])), "milestones", self.milestones,
+                    "increasing epochs > 0 with schedule=step, e.g. [91, 136]")
         require(not (self.name == "sgd" and self.nesterov and self.momentum == 0), "momentum", self.momentum,
                 "in (0, 1) with nesterov=true (Nesterov needs momentum), or set optim.nesterov=false")
+
+
+    def canonical(self) -> "OptimConfig":
+        """These settings with the options the schedule does not read reset, so they never split a run id."""
+        if self.schedule == "step":
+            return self
+        return dataclasses.replace(self, milestones=None, step_factor=OptimConfig.step_factor)
 
 
 # Training images the datasets of fixed size ship (synthetic: its `num_train`, default 1000).

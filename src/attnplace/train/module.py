@@ -135,6 +135,9 @@ class PlacementModule(L.LightningModule):
         warmup = round(opt.warmup_epochs * total / self.trainer.max_epochs)
         if opt.schedule == "onecycle":
             scheduler = one_cycle(optimizer, warmup, total, momentum=opt.momentum if opt.name == "sgd" else None)
+        elif opt.schedule == "step":
+            per_epoch = total / self.trainer.max_epochs
+            scheduler = step_decay(optimizer, warmup, [round(m * per_epoch) for m in opt.milestones], opt.step_factor)
         else:
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(opt.schedule, warmup, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -178,6 +181,16 @@ def lr_factor(schedule: str, warmup: int, total: int):
         return 1.0
 
     return factor
+
+
+def step_decay(optimizer: torch.optim.Optimizer, warmup: int, milestones: list[int], factor: float):
+    """He et al.'s step schedule (`MultiStepLR`, stepped per batch): lr·factor^k after the k-th milestone step,
+    after the same linear warm-up as `lr_factor`'s, (step + 1)/warmup, over the first `warmup` steps."""
+    decay = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=factor)
+    if warmup <= 1:  # a warm-up of one step starts at the full lr: none
+        return decay
+    rise = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / warmup, total_iters=warmup - 1)
+    return torch.optim.lr_scheduler.ChainedScheduler([rise, decay])
 
 
 # Smith's momentum range, 0.95 at low lr down to 0.85 at the peak, as a ratio of the configured momentum.
