@@ -10,7 +10,8 @@ from record_fixtures import environment, record, write_runs
 from scipy import stats
 
 from attnplace.cli import main
-from attnplace.report.atlas import build_atlas, gate_form, where_of
+from attnplace.models.blocks import where_and_how
+from attnplace.report.atlas import CELLS, build_atlas, cell_of
 from attnplace.report.atlas_page import load_atlas, write_atlas
 from attnplace.report.build import build_report
 
@@ -272,11 +273,12 @@ def test_two_variants_of_one_cell_are_never_averaged(tmp_path):
     assert "## Kept out of the cells" in (tmp_path / "atlas.md").read_text()
 
 
-def test_gate_forms_and_places():
-    assert [where_of(p) for p in ("none", "p1", "p3c", "p4", "flat")] == [None, "p1", "p3", "p4", None]
-    assert gate_form("p1", {}) == "mask" and gate_form("p3c", {"gate": None}) == "mix"
-    assert gate_form("p4", {}) == "near_identity" and gate_form("p4", {"p4_gate": "direct"}) == "mask"
-    assert gate_form("p2", {"gate": "mix"}) == "mix" and gate_form("p2", {"gate": "mix"}, "near_identity") == \
-        "near_identity"
+def test_gate_forms_and_places_come_from_the_pattern_classes():
+    assert [where_and_how(p, {}) for p in ("none", "p1", "p3c", "p4", "skip_only", "flat")] == [
+        None, ("p1", "mask"), ("p3", "mix"), ("p4", "near_identity"), ("skip_only", "mask"), None]
+    assert where_and_how("p4", {"p4_gate": "direct"}) == ("p4", "mask")  # a record from before the gate axis
+    assert where_and_how("p2", {"gate": "mix"}) == ("p2", "mix")
+    assert cell_of({"model.pattern": "p2", "model.gate": "near_identity"}, {"gate": "mix"}) == ("p2", "near_identity")
+    assert CELLS[:3] == ("p1 × mask", "p1 × near_identity", "p1 × mix") and "skip_only × mask" in CELLS
     assert build_atlas({"broken": ValueError("runs differ in data.path")}).left_out["reason"].tolist() == \
         ["its report cannot be built: runs differ in data.path"]

@@ -9,6 +9,7 @@ import torch
 
 from attnplace.models import PATTERNS, BlockOptions, build_model, build_network
 from attnplace.models.blocks import ResidualBlock
+from attnplace.errors import UserError
 from attnplace.models.masks import mask_statistics
 from attnplace.run.config import load_config
 from attnplace.train.fit import fit
@@ -58,6 +59,39 @@ def test_p4_skip_gate_may_be_a_raw_mask_too():
     with torch.no_grad():
         s, f = block.skip(x), block.residual(x)
         torch.testing.assert_close(block(x), torch.relu(block.attn_s(s) + block.attn_r(f)))
+
+
+SE_IDENTITY = ["model.pattern=p4", "model.attention=none", "model.skip_attention=se", "model.gate=mask",
+               "model.skip_gate=mask"]
+
+
+def test_skip_only_is_the_p4_with_attention_on_the_skip_alone():
+    """SE-Identity's two spellings: one canonical config and run id, one network with the same weights."""
+    named, spelled = load_config(None, ["model.pattern=skip_only"]), load_config(None, SE_IDENTITY)
+    assert named == spelled and named.run_id == spelled.run_id and named.run_id.startswith("resnet20-skip_only-se-s0-")
+    a, b = build_network(named.model, seed=3), build_network(spelled.model, seed=3)
+    state = b.state_dict()
+    assert a.state_dict().keys() == state.keys()
+    assert all(torch.equal(v, state[k]) for k, v in a.state_dict().items())
+    near = load_config(None, ["model.pattern=skip_only", "model.gate=near_identity", "model.gamma_s_init=0.2"])
+    assert near == load_config(None, [*SE_IDENTITY, "model.skip_gate=near_identity", "model.gamma_s_init=0.2"])
+    assert near.run_id.startswith("resnet20-skip_only-se-near_identity-s0-")
+
+
+@pytest.mark.parametrize("form", ["mask", "near_identity"])
+def test_skip_only_computes_its_formula(form):
+    """y = σ(g(skip(x)) + F(x)): A on the skip with g, the residual as it is."""
+    block = _block("skip_only", gate=form)
+    x = torch.randn(4, 16, 8, 8)
+    with torch.no_grad():
+        s = block.skip(x)
+        expected = _reference_gate(form, s, block.attn_s(s), GATE_VALUES["gamma"]) + block.residual(x)
+        torch.testing.assert_close(block(x), torch.relu(expected))
+
+
+def test_skip_only_takes_no_mix():
+    with pytest.raises(UserError, match=r"model\.gate='mix' is invalid; valid: near_identity, mask"):
+        load_config(None, ["model.pattern=skip_only", "model.gate=mix"])
 
 
 # Built by the code before the gate axis existed (commit a3a55de): run id, parameter count, the sum of every

@@ -10,7 +10,7 @@ from attnplace.models.attention import ATTENTION, create_attention
 from attnplace.models.blocks import PATTERNS, BlockOptions
 
 REQUIRED_ATTENTION = ["se", "eca", "cbam", "coord", "none"]
-PATTERN_NAMES = ["none", "p1", "p2", "p3", "p3c", "p4"]
+PATTERN_NAMES = ["none", "p1", "p2", "p3", "p3c", "p4", "skip_only"]
 BACKBONES = ["flat", "resnet20", "resnet32", "resnet56", "resnet110", "resnet18"]
 
 
@@ -219,7 +219,7 @@ def test_custom_attention_usable_by_name():
 
 @pytest.mark.parametrize("kwargs,key", [
     ({"backbone": "resnet21"}, "unknown backbone 'resnet21'; valid: flat, preact_resnet164"),
-    ({"pattern": "p9"}, "unknown pattern 'p9'; valid: none, p1, p2, p3, p3c, p4"),
+    ({"pattern": "p9"}, "unknown pattern 'p9'; valid: none, p1, p2, p3, p3c, p4, skip_only"),
     ({"attention": "sse"}, "unknown attention 'sse'; valid: cbam"),
     ({"gamma_init": 0.1}, "unknown block option 'gamma_init'; valid: skip_attention"),
     ({"norm": "layer"}, "unknown norm 'layer'; valid: batch, group"),

@@ -40,6 +40,10 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def registered(self) -> list[tuple[str, T]]:
+        """The entries in the order they were registered: the order their module gives them (a table's)."""
+        return list(self._entries.items())
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 

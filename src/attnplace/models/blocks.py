@@ -11,17 +11,20 @@ same formula for every family.
     p2            g(skip(x) + F(x))            seeds' p2
     p3            skip(x) + F(g(x))            seeds' p3                                 p3c (seeds, λ₀ = 0.1)
     p4            g_s(skip(x)) + g_r(F(x))     g_r: p4_gate=direct  seeds' p4: γ_s₀ = 0, γ_r₀ = 0.1
+    skip_only       g(skip(x)) + F(x)            SE-Identity          γ₀ = γ_s₀ = 0
 
 `model.gate` picks the column for the pattern's attention (p4: the residual path's g_r); `model.skip_gate`
 picks p4's skip gate g_s (near_identity with γ_s₀ = 0, so the skip starts pure, or mask). Left unset, each
 pattern takes its seeds' form, so today's names keep their meaning: mask for p1–p3, mix for p3c (= p3 × mix),
 near_identity on both paths for p4, and `p4_gate="direct"` (the seeds' form for CBAM) is p4 with g_r = mask.
 γ of a pattern's gate comes from `gamma_r_init` / `learn_gamma_r`, p4's skip γ from `gamma_s_init`, λ from
-`lambda_init`. Each subclass overrides only `merge`, its row's formula, and declares which options it reads
+`lambda_init`. `skip_only` (SE-Identity in Hu et al.'s integration ablation) is a name for one p4: attention on
+the skip path alone. Each subclass overrides only `merge`, its row's formula, and declares which options it reads
 (`uses`): config canonicalisation, run ids and the report's grouping all read that declaration.
 """
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
@@ -102,6 +105,7 @@ class ResidualBlock(nn.Module):
     attention_on: str | None = None
     seeds_gate: str | None = None
     preset_of: tuple[str, str] | None = None  # (pattern, gate) of the network this pattern is a name for
+    where: str | None = None  # the row of the where × how table (a preset shares its base's): the atlas's column
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, opts: BlockOptions, family: Family | None = None):
         super().__init__()
@@ -155,7 +159,7 @@ class ResidualBlock(nn.Module):
 class InsideResidual(ResidualBlock):
     """Pattern-1, inside the residual (SE-ResNet): y = σ(skip(x) + g(F(x)))."""
 
-    attention_on, seeds_gate = "out", "mask"
+    attention_on, seeds_gate, where = "out", "mask", "p1"
 
     def merge(self, x):
         return self.skip(x) + self.attend(self.residual(x))
@@ -165,7 +169,7 @@ class InsideResidual(ResidualBlock):
 class AfterAddition(ResidualBlock):
     """Pattern-2, after the addition: z = skip(x) + F(x); y = σ(g(z))."""
 
-    attention_on, seeds_gate = "out", "mask"
+    attention_on, seeds_gate, where = "out", "mask", "p2"
 
     def merge(self, x):
         return self.attend(self.skip(x) + self.residual(x))
@@ -175,7 +179,7 @@ class AfterAddition(ResidualBlock):
 class BeforeResidual(ResidualBlock):
     """Pattern-3, before the residual: y = σ(skip(x) + F(g(x))); A acts on the in_ch-wide input."""
 
-    attention_on, seeds_gate = "in", "mask"
+    attention_on, seeds_gate, where = "in", "mask", "p3"
 
     def merge(self, x):
         return self.skip(x) + self.residual(self.attend(x))
@@ -197,7 +201,7 @@ class DualPath(ResidualBlock):
     `p4_gate="direct"` is g_r = mask, A_r(f) as it is (the seeds' form for CBAM): with γ_s = 0 that is Pattern-1.
     """
 
-    seeds_gate = "near_identity"
+    seeds_gate, where = "near_identity", "p4"
 
     def __init__(self, in_ch, out_ch, stride, opts, family=None):
         super().__init__(in_ch, out_ch, stride, opts, family)
@@ -221,8 +225,12 @@ class DualPath(ResidualBlock):
 
     @classmethod
     def resolve(cls, opts):
-        """Both gates concrete, and the older `p4_gate` name saying the same as `gate`."""
-        gate = cls.gate_form(opts)
+        """Both gates concrete, and the older `p4_gate` name saying the same as `gate`. Attention on the skip
+        alone (no attention and a mask on the residual path: g_r(F(x)) = F(x)) is named `skip_only`."""
+        gate, skip_attention = cls.gate_form(opts), opts.skip_attention or opts.attention
+        if opts.attention == "none" and gate == "mask" and skip_attention != "none":
+            return replace(opts, pattern="skip_only", attention=skip_attention, gate=cls.skip_gate_form(opts),
+                           skip_gate=None, skip_attention=None, p4_gate="near_identity")
         return replace(opts, gate=gate, skip_gate=cls.skip_gate_form(opts),
                        p4_gate="direct" if gate == "mask" else "near_identity")
 
@@ -238,3 +246,50 @@ class DualPath(ResidualBlock):
 
     def gates(self):
         return {**self.gate_s.values("s"), **self.gate_r.values("r")}
+
+
+@PATTERNS.register("skip_only")
+class SkipOnly(DualPath):
+    """Attention on the skip path alone, SE-Identity in Hu et al.'s integration ablation: y = σ(g(skip(x)) + F(x)).
+
+    A name for one p4: `attention=none` and `gate=mask` on the residual path (g_r(F(x)) = F(x)), this pattern's
+    attention on the skip with its gate as `skip_gate` (mask, the seeds' form; or near_identity, γ₀ from
+    `gamma_s_init`). It is built as that p4, module for module, so both spellings start from the same weights,
+    and `canonical` names that p4 `skip_only` (`DualPath.resolve`).
+    """
+
+    seeds_gate, where = "mask", "skip_only"
+
+    def __init__(self, in_ch, out_ch, stride, opts, family=None):
+        super().__init__(in_ch, out_ch, stride, self.as_p4(opts), family)
+
+    @classmethod
+    def as_p4(cls, opts: BlockOptions) -> BlockOptions:
+        return replace(opts, attention="none", skip_attention=opts.attention, gate="mask",
+                       skip_gate=cls.gate_form(opts), p4_gate="direct")
+
+    @classmethod
+    def gate_form(cls, opts):
+        return opts.gate or cls.seeds_gate
+
+    @classmethod
+    def check(cls, opts):
+        choose("gate", cls.gate_form(opts), SKIP_GATES)
+
+    @classmethod
+    def resolve(cls, opts):
+        return replace(opts, gate=cls.gate_form(opts), skip_gate=None)
+
+    @classmethod
+    def uses(cls, opts):
+        return {"attention", "gate", *gate_options(cls.gate_form(opts), "s")}
+
+
+def where_and_how(pattern: str, model: Mapping) -> tuple[str, str] | None:
+    """The where × how cell of a run of `pattern` whose config's `model` section is `model` (a record's, maybe
+    from before later keys existed): the class's `where` and its gate form, the config's `gate` or else the
+    seeds' form the class gives it. None for the plain block or a pattern not registered here."""
+    if pattern not in PATTERNS or (block := PATTERNS.get(pattern)).where is None:
+        return None
+    known = {f.name for f in fields(BlockOptions)}
+    return block.where, block.gate_form(BlockOptions(**{k: v for k, v in model.items() if k in known and v is not None}))

@@ -4,8 +4,9 @@
 A row is one study's group (its variants that share every non-placement axis), split further by attention
 type and by any other placement option its grid varies (`optim.gate_lr_scale`, `model.lambda_init`, ...), so
 no cell ever averages two settings, and no row ever holds two studies. A column is a where × how cell: the
-pattern (`p1`–`p4`; `p3c` is `p3`) × the gate form (`mask`, `near_identity`, `mix`: the `model.gate` axis, else
-the run config's `model.gate`, else the pattern's seeds' form).
+pattern's row of the where × how table, as its class declares it (`where`: `p1`–`p4`, `skip_only`; `p3c` is `p3`)
+× the gate form (`mask`, `near_identity`, `mix`: the `model.gate` axis, else the run config's `model.gate`, else
+the form the pattern's class gives it).
 
 A cell is the study's own comparison with the row's `none` (the report's summary: Δ paired on the seeds both
 completed, its 95% CI, p and TOST p on the study's metric), with Holm taken again over the row's cells and the
@@ -22,13 +23,16 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..models.blocks import PATTERNS, where_and_how
+from ..models.gates import GATES
 from . import anova, stats
 from .runs import BASELINE, PATTERN, PLACEMENT, isna, lookup
 
-WHERE = ("p1", "p2", "p3", "p4")
-HOW = ("mask", "near_identity", "mix")
-CELLS = tuple(f"{where} × {how}" for where in WHERE for how in HOW)  # the columns, in this order
-SEEDS_FORM = {"p1": "mask", "p2": "mask", "p3": "mask", "p3c": "mix", "p4": "near_identity"}
+# The columns, in the order blocks.py and gates.py give them: each pattern's row of the where × how table (its
+# class's `where`; a preset such as p3c shares its base's) × each gate form.
+WHERE = tuple(dict.fromkeys(block.where for _, block in PATTERNS.registered() if block.where))
+HOW = tuple(name for name, _ in GATES.registered())
+CELLS = tuple(f"{where} × {how}" for where in WHERE for how in HOW)
 GATE = "model.gate"
 # Placement axes a cell or a row already says: any other splits the row.
 OWN_AXES = {PATTERN, GATE, "model.attention", "model.p4_gate"}
@@ -55,27 +59,13 @@ class Atlas:
 # ---------------------------------------------------------------- which cell a variant is
 
 
-def where_of(pattern) -> str | None:
-    """`p1`–`p4` for a pattern with attention (`p3c` is `p3` with a mix gate); None otherwise."""
-    return "p3" if pattern == "p3c" else pattern if pattern in WHERE else None
-
-
-def gate_form(pattern, model: Mapping, axis_gate=None) -> str | None:
-    """How a variant's attention joins the signal: the `model.gate` axis value, else its config's `model.gate`,
-    else the pattern's seeds' form (`p4` with `p4_gate: direct` is `mask`)."""
-    for gate in (axis_gate, model.get("gate")):
-        if not isna(gate):
-            return gate
-    if pattern == "p4" and model.get("p4_gate") == "direct":
-        return "mask"
-    return SEEDS_FORM.get(pattern)
-
-
 def cell_of(variant: Mapping, model: Mapping) -> tuple[str, str] | None:
-    """(where, how) of a variant (a summary row) whose run config's model section is `model`; None when it is no
-    where × how cell (the plain block, or a pattern or gate form outside `WHERE` × `HOW`)."""
-    where, how = where_of(variant[PATTERN]), gate_form(variant[PATTERN], model, variant.get(GATE))
-    return (where, how) if where is not None and how in HOW else None
+    """(where, how) of a variant (a summary row) whose run config's model section is `model`, as its pattern's
+    class says (`blocks.where_and_how`), the `model.gate` axis value first; None when it is no where × how cell
+    (the plain block, or a pattern the class table does not place)."""
+    found = where_and_how(variant[PATTERN], model)
+    axis_gate = variant.get(GATE)
+    return found and (found[0], found[1] if isna(axis_gate) else axis_gate)
 
 
 def cells_of(report) -> dict[str, str]:
@@ -174,8 +164,7 @@ def _split(study: str, variants: pd.DataFrame, configs: dict, notes: list[str]) 
     for v in variants.to_dict("records"):
         model = configs.get(v["variant"], {}).get("model") or {}
         if (found := cell_of(v, model)) is None:
-            notes.append(f"{study}: {v['variant']} is no where × how cell (pattern {v[PATTERN]}, "
-                         f"gate {gate_form(v[PATTERN], model, v.get(GATE))})")
+            notes.append(f"{study}: {v['variant']} is no where × how cell (pattern {v[PATTERN]})")
             continue
         where, how = found
         options = ", ".join(f"{a.rsplit('.', 1)[-1]}={_text(v[a])}" for a in others if not isna(v[a]))
