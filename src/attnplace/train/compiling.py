@@ -13,7 +13,10 @@ this cache when it is warm (seconds); the record's `compile` says how long it to
 
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
+
+from ..run.record import error_line
 
 def compile_cache_dir(output_dir: str | Path, hardware: str, torch_version: str | None = None) -> Path:
     import torch
@@ -33,6 +36,50 @@ def use_compile_cache(folder: Path) -> Path:
     chosen = folder.resolve() if ours else Path(current)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(chosen)
     return chosen
+
+
+# What torch raises when a graph fails to compile (by name: the second exists only in newer torch).
+COMPILE_FAILURES = ("torch._dynamo.exc.BackendCompilerFailed", "torch._inductor.exc.InductorError")
+
+
+class CacheFault(Exception):
+    """A compiled run failed to compile with a cache it found on disk, which has been moved aside: entries cut
+    short by a disk that filled as they were written load as modules without their code (torch then raises
+    `AttributeError: module 'torch._inductor.runtime.compile_tasks.…' has no attribute 'call'`). One bad entry
+    would stop every run that shares the cache (a study's blocks, its resumed calls, its Ray nodes)."""
+
+
+def cache_identity(folder: Path) -> int | None:
+    """The cache folder's inode, None when there is none yet: a run that started cold cannot blame the cache."""
+    try:
+        return folder.stat().st_ino
+    except OSError:
+        return None
+
+
+def cache_fault(err: BaseException, folder: Path, identity: int | None) -> CacheFault | None:
+    """When `err` is a compile failure and the run found a cache in `folder` (`identity`, `cache_identity` at its
+    start): the cache, moved aside to `<folder>.unreadable-<UTC time>` (unless another run sharing it has already
+    replaced it), as a `CacheFault` that says so in one line. None for any other failure."""
+    names = {f"{c.__module__}.{c.__qualname__}" for c in type(err).__mro__}
+    if identity is None or not names & set(COMPILE_FAILURES):
+        return None
+    aside = folder.with_name(f"{folder.name}.unreadable-{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
+    if cache_identity(folder) == identity:
+        folder.rename(aside)
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    cause = lines[1] if len(lines) > 1 and lines[0].endswith("raised:") else error_line(err)  # backend=… raised:
+    return CacheFault(f"the compile cache {folder} could not be read ({cause}); moved to {aside.name}, compiling "
+                      f"afresh")
+
+
+def forget_compiled() -> None:
+    """Drop the graphs and generated modules this process holds, so the next compile reads only the new cache."""
+    import torch
+    from torch._inductor.utils import clear_inductor_caches
+
+    torch.compiler.reset()
+    clear_inductor_caches()
 
 
 def start_counting() -> None:

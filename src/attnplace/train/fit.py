@@ -19,7 +19,8 @@ from ..run.config import Config, canonical
 from ..run.environment import hardware_here
 from ..run.record import error_line, read_record
 from .checkpoint import RunFolderCheckpointIO, resume_point
-from .compiling import compile_cache_dir, compile_summary, start_counting, use_compile_cache
+from .compiling import (CacheFault, cache_fault, cache_identity, compile_cache_dir, compile_summary, forget_compiled,
+                        start_counting, use_compile_cache)
 from .module import DivergedError, PlacementModule
 from .recorder import RunRecorder, environment
 from .telemetry import MaskTelemetry
@@ -28,8 +29,19 @@ from .telemetry import MaskTelemetry
 def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) -> dict:
     """Run `config` in its run directory and return its record. A completed run is not repeated; an
     interrupted one resumes (`resume_checkpoint`); a diverged one is recorded as `failed`. The config is made
-    canonical once, here (a grid's and `load_config`'s already are), and passed down as it is."""
+    canonical once, here (a grid's and `load_config`'s already are), and passed down as it is. A compile cache
+    that cannot be read is moved aside, said in one line, and the run goes on, compiling afresh (`CacheFault`)."""
     config = canonical(config)
+    try:
+        return fit_once(config, grid, axes, trust_cache=False)
+    except CacheFault as fault:
+        print(f"{config.resolved_run_dir()}: {fault}", file=sys.stderr, flush=True)
+        forget_compiled()
+        return fit_once(config, grid, axes, trust_cache=True, note=str(fault))
+
+
+def fit_once(config: Config, grid: str | None, axes: dict | None, trust_cache: bool, note: str | None = None) -> dict:
+    """`fit`, once: unless `trust_cache`, a compile failure with a cache found on disk raises `CacheFault`."""
     run_dir = config.resolved_run_dir()
     previous = read_record(run_dir / "record.json")
     if previous and previous.get("status") == "completed":
@@ -44,15 +56,20 @@ def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) ->
             torch.set_num_threads(config.trainer.threads)
         L.seed_everything(config.seed, verbose=False)
         recorder = RunRecorder.for_run(run_dir, config, grid, axes, (previous or {}).get("sessions", []))
+        if note:
+            recorder.note("compile_cache_note", note)
         data, module = setup(config, recorder)
+        cache = None
         if module.compile_model:
-            use_compile_cache(compile_cache_dir(config.output_dir, hardware_here(config.trainer.device())))
+            cache = use_compile_cache(compile_cache_dir(config.output_dir, hardware_here(config.trainer.device())))
             start_counting()
         trainer = make_trainer(config, run_dir, recorder, axes)
         recorder.describe(gate_values(module.model), count_params(module.model),
                           count_flops(module.model, data.in_channels, data.image_size),
                           environment(trainer, config.trainer), data.fingerprint)
-        return train(trainer, module, data, recorder, run_dir, best_val=config.trainer.test_on == "best_val")
+        found = cache_identity(cache) if cache and not trust_cache else None
+        return train(trainer, module, data, recorder, run_dir, best_val=config.trainer.test_on == "best_val",
+                     cache=(cache, found))
 
 
 def check_accelerator(config: Config) -> None:
@@ -74,8 +91,10 @@ def setup(config: Config, recorder: RunRecorder) -> tuple[AttnDataModule, Placem
 
 
 def train(trainer: L.Trainer, module: PlacementModule, data: AttnDataModule, recorder: RunRecorder,
-          run_dir: Path, best_val: bool) -> dict:
-    """Fit from where the run left off, test, and record how it ended."""
+          run_dir: Path, best_val: bool, cache: tuple[Path | None, int | None] = (None, None)) -> dict:
+    """Fit from where the run left off, test, and record how it ended. A compile failure with the compile cache
+    `cache` (its folder, and its `cache_identity` when the run found it on disk) raises `CacheFault` unrecorded:
+    the run is not over."""
     checkpoint = resume_checkpoint(run_dir, recorder)
     try:
         # Ctrl-C: Lightning ends the process (SystemExit, which no `except` below takes), so the record stays
@@ -91,6 +110,8 @@ def train(trainer: L.Trainer, module: PlacementModule, data: AttnDataModule, rec
     except OSError:  # the run folder: `folder_errors` says so, and the record stays as last written
         raise
     except Exception as err:
+        if fault := cache_fault(err, *cache):
+            raise fault from err
         recorder.write("failed", error=error_line(err), failed_epoch=trainer.current_epoch)
         raise
     finally:
