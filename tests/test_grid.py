@@ -157,6 +157,49 @@ def test_an_unwritable_run_folder_stops_the_grid_with_one_line(tmp_path, capsys)
                                        f"{tmp_path / 'out' / 'elsewhere'}: File exists\n")
 
 
+def test_a_bf16_grid_on_a_cpu_without_native_bf16_is_refused_in_one_line_unless_insisted(tmp_path, capsys,
+                                                                                          monkeypatch):
+    import attnplace.grid.runner
+
+    base = {**TINY_BASE, "trainer": {**TINY_BASE["trainer"], "max_epochs": 1, "precision": "bf16-mixed",
+                                     "accelerator": "cpu"}}
+    path = write_grid(tmp_path, {"model.pattern": ["none"], "seed": [0]}, name="bf16", base=base)
+    monkeypatch.setattr(attnplace.grid.runner, "cpu_has_bf16", lambda: False)
+    assert main(["grid", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("attnplace: error: grid bf16 trains trainer.precision=bf16-mixed on this CPU (")
+    assert err.endswith("valid: a CPU with native bf16, trainer.precision=32-true, or --allow-emulated-bf16\n")
+    assert err.count("\n") == 1 and not (tmp_path / "out" / "bf16").exists()  # refused before anything is written
+    assert main(["grid", str(path), "--allow-emulated-bf16"]) == 0
+    (record,) = records(tmp_path / "out" / "bf16").values()
+    assert record["status"] == "completed" and record["config"]["trainer"]["precision"] == "bf16-mixed"
+
+
+def test_a_second_call_names_the_run_another_call_trains_and_does_not_call_it_stopped(tmp_path, capsys):
+    """While one call trains a run (it holds the run's lock, and its record names its host and pid), a second call
+    of the grid trains the rest, names that run as trained elsewhere, and ends with status 0: nothing failed."""
+    import fcntl
+
+    path = write_grid(tmp_path, {"model.pattern": ["none", "p1"], "seed": [0, 1]}, name="twice")
+    run = load_grid(path).runs[1]  # seed 0's p1
+    busy = run.config.resolved_run_dir()
+    busy.mkdir(parents=True)
+    (busy / "record.json").write_text(json.dumps({  # as the first call's worker wrote it when training began
+        "id": run.id, "grid": "twice", "status": "running", "axes": run.axes, "config": run.config.to_dict(),
+        "run_dir": str(busy), "history": [], "sessions": [{"host": "other-host", "pid": 4242}]}))
+    with open(busy / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # what the first call's worker holds while it trains the run
+        assert main(["grid", str(path)]) == 0
+        out = capsys.readouterr().out
+    who = "being trained by another call (host other-host, pid 4242)"
+    assert f"[2/4] done 1, failed 0, elsewhere 1, left 2 | {busy.name}: {who}" in out
+    assert f"{who.replace('call (', 'call (not counted): ' + busy.name + ' (')}" in out  # the report's note
+    assert "stopped mid-training" not in out
+    assert "3/4 runs completed, 0 failed, 1 being trained by another call;" in out
+    (call,) = read_calls(tmp_path / "out" / "twice")
+    assert (call["completed"], call["failed"], call["elsewhere"]) == (3, 0, 1)
+
+
 def test_a_run_handed_to_other_hardware_than_its_blocks_refuses_in_one_line_unless_mixing_is_allowed(tmp_path):
     """The worker's own guard, for a payload that reaches it anyway (a Ray node, a hand-run payload): its seed
     block trained on another CPU model, so the same config would compute other numbers here. It stops before

@@ -67,15 +67,17 @@ def cmd_grid(args: argparse.Namespace) -> int:
     workers = auto_workers() if args.workers == "auto" else args.workers
     counts = run_grid(grid, launcher=args.launcher, workers=workers, retry_failed=args.retry_failed,
                       address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
-                      allow_mixed_environments=args.allow_mixed_environments, command=args.command)
+                      allow_mixed_environments=args.allow_mixed_environments,
+                      allow_emulated_bf16=args.allow_emulated_bf16, command=args.command)
     try:
         report(grid.results_dir, wandb=any(r.config.logger == "wandb" for r in grid.runs),
                allow_mixed_environments=args.allow_mixed_environments)
     except NoCompleteBlock as note:  # a grid stopped early: no table yet, which is no mistake of the user's
         print(f"no table yet: {note}")
+    elsewhere = f", {counts['elsewhere']} being trained by another call" if counts["elsewhere"] else ""
     print(f"grid {grid.name}: {counts['completed']}/{counts['runs']} runs completed, {counts['failed']} failed"
-          + (" (rerun with --retry-failed)" if counts["failed"] else "") + f"; results in {grid.results_dir}")
-    return 1 if counts["failed"] or counts["completed"] < counts["runs"] else 0
+          + (" (rerun with --retry-failed)" if counts["failed"] else "") + f"{elsewhere}; results in {grid.results_dir}")
+    return 1 if counts["failed"] or counts["completed"] + counts["elsewhere"] < counts["runs"] else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -195,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-run", type=float, default=1.0, help="ray: CPUs per run")
     p.add_argument("--allow-mixed-environments", action="store_true",
                    help="train runs on other hardware than the grid's completed runs, and report them together")
+    p.add_argument("--allow-emulated-bf16", action="store_true",
+                   help="train a bf16 grid on a CPU without native bf16 (AVX512-BF16 or AMX), at about a tenth of "
+                        "fp32's speed")
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("report", help="tables, plots and statistics of a results directory")

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from ..atomic import folder_errors, write_json
 from ..errors import UserError
 from ..run.calls import recorded_call
-from ..run.environment import hardware_here
+from ..run.environment import cpu_has_bf16, cpu_model, hardware_here
 from ..run.ledger import write_ledger
-from ..run.record import read_record
+from ..run.record import read_record, trained_elsewhere
 from ..run.result import RunResult
 from .blocks import Schedule, counted_blocks, read_blocks, schedule
 from .local import launch_local, visible_gpus
@@ -55,6 +55,17 @@ def hardware_here_of(grid: Grid, launcher: str, allow_mixed_environments: bool,
     return [hardware_here(grid.runs[0].config.trainer.device())]
 
 
+def refuse_emulated_bf16(grid: Grid, launcher: str, address: str | None) -> None:
+    """A grid that trains bf16 on this CPU, which has no native bf16, stops here: emulated bf16 runs at about a
+    tenth of fp32's speed (results/benchmarks/cpu_ceiling.md) and would bind a seed block to this machine."""
+    here = launcher == "local" or not address
+    bf16 = [r for r in grid.runs if r.config.trainer.precision == "bf16-mixed" and r.config.trainer.device() == "cpu"]
+    if here and bf16 and not cpu_has_bf16():
+        raise UserError(f"grid {grid.name} trains trainer.precision=bf16-mixed on this CPU ({cpu_model()}), which "
+                        "has no native bf16 (AVX512-BF16 or AMX) and would emulate it at a tenth of fp32's speed; "
+                        "valid: a CPU with native bf16, trainer.precision=32-true, or --allow-emulated-bf16")
+
+
 def dry_run_table(plan: Schedule) -> str:
     """The blocks, then one line per run: id, status, whether this call would train it, and its axes."""
     keys = list(plan.grid.axes)
@@ -70,26 +81,31 @@ def dry_run_table(plan: Schedule) -> str:
 @dataclass
 class Progress:
     """Runs done / failed / left, the last result, and an ETA from the mean duration so far. A `retrying` result
-    (a run handed to a fresh worker, local.py) is said but finishes nothing."""
+    (a run handed to a fresh worker, local.py) is said but finishes nothing; a `busy` one (another call trains
+    the run) is no failure: it is counted `elsewhere`."""
 
     total: int
     workers: int
     done: int = 0
     failed: int = 0
+    elsewhere: int = 0
     started: float = field(default_factory=time.perf_counter)
 
     def update(self, result: RunResult) -> str:
         if result.status == "completed":
             self.done += 1
+        elif result.status == "busy":
+            self.elsewhere += 1
         elif result.status != "retrying":
             self.failed += 1
-        finished = self.done + self.failed
+        finished = self.done + self.failed + self.elsewhere
         left = self.total - finished
         eta = f" | ETA {(time.perf_counter() - self.started) / finished * left / 60:.1f} min" if finished else ""
-        last = result.error if result.status == "retrying" else f"{result.status}: {result.error}"
+        last = result.error if result.status in ("retrying", "busy") else f"{result.status}: {result.error}"
         if (acc := result.metrics.get("test_acc")) is not None:
             last = f"test acc {acc:.2%}"
-        return (f"[{finished}/{self.total}] done {self.done}, failed {self.failed}, left {left}"
+        elsewhere = f", elsewhere {self.elsewhere}" if self.elsewhere else ""
+        return (f"[{finished}/{self.total}] done {self.done}, failed {self.failed}{elsewhere}, left {left}"
                 f" | {result.id}: {last}{eta}")
 
 
@@ -110,17 +126,20 @@ def auto_workers() -> int:
 
 def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_failed: bool = False,
              address: str | None = None, gpus_per_run: float = 0.0, cpus_per_run: float = 1.0,
-             allow_mixed_environments: bool = False, command: str | None = None,
-             echo=lambda line: print(line, flush=True)) -> dict:
+             allow_mixed_environments: bool = False, allow_emulated_bf16: bool = False,
+             command: str | None = None, echo=lambda line: print(line, flush=True)) -> dict:
     """Run what is left of `grid`, block by block (`blocks.schedule`); return counts {"runs", "completed",
-    "failed", "to_run"}. The call, with its `command` line, is added to the results folder's `calls.jsonl`
+    "failed", "elsewhere" (runs another call is training as this one ends), "to_run"}. The call, with its `command` line, is added to the results folder's `calls.jsonl`
     (run/calls.py) however it ends, and grid.json (run/ledger.py) keeps every run it planned.
 
     When the first runs to finish all failed on the same `UserError` (missing data, say), every other run
     would too: the grid stops its workers, starts no more runs and raises that error. A block bound to other
     hardware than this machine's is left partial (replacement seeds take its place) unless
-    `allow_mixed_environments`; a run refuses data other than the grid's earlier runs read.
+    `allow_mixed_environments`; a run refuses data other than the grid's earlier runs read. bf16 on a CPU
+    without native bf16 is refused unless `allow_emulated_bf16` (`refuse_emulated_bf16`).
     """
+    if not allow_emulated_bf16:
+        refuse_emulated_bf16(grid, launcher, address)
     plan = schedule(grid, hardware_here_of(grid, launcher, allow_mixed_environments, address), retry_failed)
     grid, todo = plan.grid, plan.todo
     write_ledger(grid.results_dir, grid.describe(counted_blocks(grid, plan.blocks)))
@@ -136,8 +155,9 @@ def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_fai
         finally:
             statuses = write_status(grid, errors)
             write_ledger(grid.results_dir, grid.describe(counted_blocks(grid, read_blocks(grid))))
-            call.update(runs=len(grid.runs), completed=statuses.count("completed"), failed=statuses.count("failed"))
-    return {key: call[key] for key in ("runs", "completed", "failed", "to_run")}
+            call.update(runs=len(grid.runs), completed=statuses.count("completed"), failed=statuses.count("failed"),
+                        elsewhere=sum(bool(trained_elsewhere(r.config.resolved_run_dir())) for r in grid.runs))
+    return {key: call[key] for key in ("runs", "completed", "failed", "elsewhere", "to_run")}
 
 
 def guards(plan: Schedule, check_hardware: bool = True) -> dict[str, dict]:
@@ -165,7 +185,7 @@ def follow(results: Iterator[RunResult], total: int, workers: int, echo, errors:
     progress, first = Progress(total, workers), []
     for result in results:
         echo(progress.update(result))
-        if result.status == "retrying":
+        if result.status in ("retrying", "busy"):
             continue
         if result.status != "completed":
             errors[result.id] = result.error

@@ -30,7 +30,7 @@ from ..quiet import quiet_libraries
 from ..run.config import Config
 from ..run.config_io import from_dict
 from ..run.environment import declared_hardware, hardware_here
-from ..run.record import error_line, read_record
+from ..run.record import LOCK, error_line, read_record, trained_elsewhere
 from ..run.result import RunResult
 from .spec import Grid, GridRun
 
@@ -99,13 +99,13 @@ def run_payload(payload: dict) -> RunResult:
     run_dir = config.resolved_run_dir()
     with folder_errors(run_dir):  # a folder that cannot take the lock: `run_logged` reports it
         run_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(run_dir / ".lock", "w")
+        lock = open(run_dir / LOCK, "w")
     user_error = unwritable = False
     with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return RunResult(config.run_id, "busy", "another process is training this run")
+            return RunResult(config.run_id, "busy", f"being trained by another call ({trained_elsewhere(run_dir)})")
         try:
             record = fit(config, grid=payload["grid"], axes=payload["axes"])
             error, cause = record.get("error"), None

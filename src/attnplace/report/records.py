@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
+from ..run.record import trained_elsewhere
 from ..run.ledger import Ledger, read_ledger
 from .blocks import in_counted_blocks, seed_blocks
 from .mixing import check_one_experiment, check_same_data, environment_differences, fingerprint_notes
@@ -78,7 +79,7 @@ def load(results_dir: str | os.PathLike, allow_mixed_environments: bool = False)
         raise UserError(f"results directory {results_dir} does not exist")
     problems, notes = [], []
     grid = _grid_spec(results_dir, problems)
-    records, seen, pending = [], set(), []
+    records, seen, pending, running = [], set(), [], {}
     for run_dir in _run_dirs(results_dir, grid.runs, notes):
         path = run_dir / "record.json"
         try:
@@ -93,13 +94,12 @@ def load(results_dir: str | os.PathLike, allow_mixed_environments: bool = False)
         else:
             seen.add(rec["id"])
             records.append(rec)
+            if rec["status"] == "running":
+                running[rec["id"]] = run_dir
     if not records:
         raise UserError(f"no readable runs/*/record.json in results directory {results_dir}"
                         + (f" ({len(problems)} skipped: {problems[0]})" if problems else ""))
-    running = [r["id"] for r in records if r["status"] == "running"]
-    if pending or running:  # a grid stopped part-way: the same grid command finishes it
-        notes.append(f"unfinished: {len(pending)} run(s) not started, {len(running)} stopped mid-training "
-                     f"(not counted); rerun the grid command to finish them")
+    notes += unfinished_notes(running, pending)
     runs = runs_frame(records, grid.axes)
     check_one_experiment(records, runs, results_dir)
     check_same_data(records, runs, results_dir)
@@ -115,6 +115,19 @@ def load(results_dir: str | os.PathLike, allow_mixed_environments: bool = False)
                               f"variants within blocks whose every run has ended; rerun the grid command to finish one")
     return Loaded([rec for rec, keep in zip(records, counted) if keep], runs[counted].reset_index(drop=True),
                   problems, notes, grid, blocks)
+
+
+def unfinished_notes(running: dict[str, Path], pending: list[str]) -> list[str]:
+    """What is left of a grid (not counted): of its `running` records (id -> run folder), those another call
+    is training now, named by who trains them, and those stopped mid-training; with runs not started (`pending`),
+    these the same grid command finishes."""
+    elsewhere = {run_id: who for run_id, run_dir in running.items() if (who := trained_elsewhere(run_dir))}
+    stopped = len(running) - len(elsewhere)
+    notes = [f"being trained by another call (not counted): {run_id} ({who})" for run_id, who in elsewhere.items()]
+    if pending or stopped:  # a grid stopped part-way: the same grid command finishes it
+        notes.append(f"unfinished: {len(pending)} run(s) not started, {stopped} stopped mid-training "
+                     f"(not counted); rerun the grid command to finish them")
+    return notes
 
 
 def _ended(blocks: pd.DataFrame, most: int = 3) -> str:

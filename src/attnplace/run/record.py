@@ -1,6 +1,7 @@
 """`record.json` on disk: reading a run's record, and the words a record states its end in (what a
 run's result is, and how a failure is put in one line). `train/recorder.py` writes it while a run trains."""
 
+import fcntl
 import json
 from pathlib import Path
 
@@ -28,3 +29,20 @@ def run_ended(record: dict) -> bool:
     that failed before training (its data missing, say) has none yet and is tried again."""
     return record.get("status") == "completed" or (record.get("status") == "failed"
                                                    and record.get("failed_epoch") is not None)
+
+
+LOCK = ".lock"  # in a run folder: held (flock) by the process that trains the run (grid/worker.py)
+
+
+def trained_elsewhere(run_dir: Path) -> str | None:
+    """Who holds the run's lock, as `host H, pid P` from its record's last session, while another process
+    trains the run (another call of its grid, say); None when no process holds it."""
+    try:
+        with open(run_dir / LOCK) as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        session = ((read_record(run_dir / "record.json") or {}).get("sessions") or [{}])[-1]
+        return f"host {session.get('host', '?')}, pid {session.get('pid', '?')}"
+    except OSError:  # no lock file: never trained by a grid worker
+        return None
