@@ -90,3 +90,24 @@ def row(summary: pd.DataFrame, variant: str) -> pd.Series:
 # variant × seed. Ranks per seed (1 = best): s0 a b c; s1 b a c; s2 a = c (1.5 each), b; s3 a b c.
 ACC = pd.DataFrame([[0.90, 0.91, 0.92, 0.93], [0.88, 0.92, 0.90, 0.91], [0.85, 0.86, 0.92, 0.89]],
                    index=["a", "b", "c"], columns=[0, 1, 2, 3])
+
+
+def lr_records(accs: dict, val: dict | None = None) -> list[dict]:
+    """Records of a grid over model.pattern × optim.lr × seed: `accs[(pattern, lr)]` lists test accuracies by seed,
+    `val[(pattern, lr)]` validation accuracies (default: the test ones)."""
+    recs = []
+    for (pattern, lr), values in accs.items():
+        for seed, acc in enumerate(values):
+            if acc is None:
+                continue
+            rec = record(pattern, seed, acc, axes=("model.pattern", "seed"),
+                         val_acc=(val or {}).get((pattern, lr), values)[seed])
+            rec["axes"]["optim.lr"] = lr
+            rec["config"]["optim"] = {"lr": lr}
+            rec["id"] += f"-lr{lr}"
+            recs.append(rec)
+    return recs
+
+
+def lr_grid(lrs) -> dict:
+    return {"seed": [], "model.pattern": ["none", "p1", "p2"], "optim.lr": list(lrs)}

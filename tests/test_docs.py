@@ -44,7 +44,7 @@ README_MOST_LINES = 200
 PLACEHOLDERS = {
     "GRID.yaml": "experiments/smoke.yaml", "CONFIG.yaml": "configs/quickstart.yaml", "RESULTS_DIR": "results/smoke",
     "RESULTS_ROOT": "results", "STUDY_A": "results/where_and_how_cpu", "STUDY_B": "results/length_cpu",
-    "VARIANT": "p1/se", "N": "2", "PP": "0.5", "AXIS": "model.gate", "F": "0.25", "HOST:PORT": "10.0.0.1:6379",
+    "VARIANT": "p1/se", "N": "2", "PP": "0.5", "SEEDS": "0,1,2", "AXIS": "model.gate", "F": "0.25", "HOST:PORT": "10.0.0.1:6379",
 }
 PLACEHOLDER = re.compile(r"[A-Z][A-Z0-9_]*(:[A-Z]+)?(\.ya?ml)?")
 # Folders the docs name as what a script writes on a GPU machine; none is committed yet.

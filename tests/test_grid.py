@@ -17,7 +17,7 @@ from attnplace.cli import main
 from attnplace.errors import UserError
 from attnplace.grid import local, runner
 from attnplace.run.calls import read_calls
-from attnplace.grid.blocks import read_blocks, schedule
+from attnplace.grid.seed_blocks import read_blocks, schedule
 from attnplace.grid.runner import auto_workers, dry_run_table, plan, run_status
 from attnplace.grid.spec import load_grid
 from attnplace.run.environment import cpu_model
@@ -124,7 +124,7 @@ def test_setup_error_stops_the_grid_with_one_line(tmp_path, capsys, workers_star
     message = f"dataset 'cifar10': {tmp_path / 'data' / 'cifar-10-batches-py' / 'data_batch_1'} is missing"
     assert err.startswith(f"attnplace: error: {message}") and err.count("\n") == 1
     assert err.rstrip().endswith("(the first 2 runs failed on it; grid stopped)")
-    assert out.count(f": failed: {message}") == 2
+    assert " ".join(out.split()).count(f": failed: {message}") == 2  # progress lines wrap at 120 columns
     assert workers_started == [None]  # the worker survived the first run's exception and took the second
     grid = load_grid(path)
     status = json.loads((tmp_path / "out" / "nodata" / "status.json").read_text())
@@ -190,7 +190,7 @@ def test_a_second_call_names_the_run_another_call_trains_and_does_not_call_it_st
     with open(busy / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # what the first call's worker holds while it trains the run
         assert main(["grid", str(path)]) == 0
-        out = capsys.readouterr().out
+        out = " ".join(capsys.readouterr().out.split())  # prose is wrapped at 120 columns
     who = "being trained by another call (host other-host, pid 4242)"
     assert f"[2/4] done 1, failed 0, elsewhere 1, left 2 | {busy.name}: {who}" in out
     assert f"{who.replace('call (', 'call (not counted): ' + busy.name + ' (')}" in out  # the report's note

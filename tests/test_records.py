@@ -152,7 +152,7 @@ def test_mixed_precisions_are_refused_in_one_line(tmp_path, capsys):
 
 def test_device_types_and_compile_must_match_but_not_the_core_count(tmp_path):
     """`_environments` gives seed 0's block the first environment and seed 1's the second: device type and compile
-    must agree across blocks, hardware only within one (tests/test_report_blocks.py)."""
+    must agree across blocks, hardware only within one (tests/test_report_seed_blocks.py)."""
     cores = _environments(environment(device="cpu: 2 cores"), environment(device="cpu: 16 cores"))
     assert len(load_records(write_runs(tmp_path / "cores", cores))[0]) == 4  # one CPU model, threads fixed
     mixed = _environments(environment(device="cpu: 2 cores"), environment(device="cuda: NVIDIA H200", compile=True))

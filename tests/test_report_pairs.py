@@ -142,7 +142,8 @@ def test_a_grid_report_section_sets_the_baseline_and_metric(tmp_path, capsys):
 
 @pytest.mark.parametrize("section, message", [
     ({"baseline": "p1", "metrc": "val_acc"}, "unknown key 'report.metrc'; valid: report.baseline, report.metric, "
-                                             "report.equivalence_margin, report.within, report.factorial"),
+                                             "report.equivalence_margin, report.within, report.factorial, report.contrast, "
+                                             "report.tune, report.choose_on"),
     ({"metric": "best_val_acc"}, "report.metric='best_val_acc' is invalid; valid: test_acc, val_acc"),
     ({"equivalence_margin": "wide"}, "report.equivalence_margin: expected float, got 'wide'"),
 ])

@@ -10,7 +10,7 @@ import yaml
 
 from attnplace.cli import main
 from attnplace.grid import runner
-from attnplace.grid.blocks import read_blocks, schedule
+from attnplace.grid.seed_blocks import read_blocks, schedule
 from attnplace.run.ledger import write_ledger
 from attnplace.grid.spec import load_grid
 from attnplace.run.environment import cpu_model
@@ -55,7 +55,7 @@ def test_a_grid_resumed_on_other_hardware_trains_only_its_own_blocks_and_replace
     fake(grid.runs[3])
     lines = []
     counts = runner.run_grid(grid, echo=lines.append)
-    assert counts == {"runs": 6, "completed": 5, "failed": 0, "to_run": 2}
+    assert counts == {"runs": 6, "completed": 5, "failed": 0, "elsewhere": 0, "to_run": 2}
     assert lines[1:4] == ["blocks: 1 of 2 wanted complete: 1 (1 on " + OTHER + ")",
                           f"  partial: seed 0 (1 of 2 runs ended, on {OTHER}); stays partial: not this hardware",
                           "  to start here: seed 2 (replacement seed 2 for the blocks left partial)"]

@@ -203,7 +203,9 @@ def test_fit_prints_the_result_and_no_library_remarks(tmp_path):
     done = subprocess.run([sys.executable, "-m", "attnplace.cli", "fit", *TINY, "trainer.max_epochs=1",
                            f"run_dir={tmp_path}", "trainer.threads=1"], capture_output=True, text=True, check=True)
     assert done.stderr == ""
-    (line,) = done.stdout.splitlines()
+    first, *wrapped = done.stdout.splitlines()  # the result line, wrapped at 120 columns
+    line = " ".join([first, *(w.strip() for w in wrapped)])
+    assert all(w.startswith("  ") for w in wrapped) and max(map(len, done.stdout.splitlines())) <= 120
     assert line.startswith("resnet20-p1-se-s0-") and "test acc" in line and line.endswith("record.json")
 
 

@@ -59,7 +59,7 @@ def test_a_worker_killed_mid_run_is_retried_in_the_same_call(tmp_path, monkeypat
     done.set()
     killer.join()
     (cut,) = killed
-    assert counts == {"runs": 2, "completed": 2, "failed": 0, "to_run": 2}
+    assert counts == {"runs": 2, "completed": 2, "failed": 0, "elsewhere": 0, "to_run": 2}
     assert len(workers) == 2  # the lost worker was replaced, and the fresh one trained the rest
     progress = [line for line in lines if line.startswith("[")]
     assert progress[0] == (f"[0/2] done 0, failed 0, left 2 | {cut['id']}: worker killed by signal 9; retrying "
@@ -103,7 +103,7 @@ def test_a_run_that_kills_its_worker_every_try_is_recorded_failed_and_not_retrie
     workers, lines = remember_workers(monkeypatch), []
 
     counts = runner.run_grid(grid, echo=lines.append)
-    assert counts == {"runs": 1, "completed": 0, "failed": 1, "to_run": 1}
+    assert counts == {"runs": 1, "completed": 0, "failed": 1, "elsewhere": 0, "to_run": 1}
     assert len(workers) == 3
     progress = [line for line in lines if line.startswith("[")]
     assert progress[:2] == [f"[0/1] done 0, failed 0, left 1 | {run.id}: worker killed by signal 9; retrying "

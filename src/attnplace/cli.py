@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
+from .terminal import say, wrap_line
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -49,12 +50,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     elif path and not Path(path).exists() and Path(path).suffix not in (".yaml", ".yml"):  # a key without =value
         raise UserError(f"{path!r} is neither a config file (.yaml) nor key=value (e.g. model.pattern=p4)")
     record = fit(load_config(path, overrides))
-    print(summary_line(record))
+    say(summary_line(record))
     return 0 if record["status"] == "completed" else 1
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from .grid.blocks import schedule
+    from .grid.seed_blocks import schedule
     from .grid.runner import auto_workers, dry_run_table, hardware_here_of, run_grid
     from .grid.spec import load_grid
     from .report.records import NoCompleteBlock
@@ -62,7 +63,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     grid = load_grid(args.grid, args.overrides)
     if args.dry_run:
         here = hardware_here_of(grid, args.launcher, args.allow_mixed_environments, args.address)
-        print("\n".join([*grid.notes, dry_run_table(schedule(grid, here, args.retry_failed))]))
+        print("\n".join([*map(wrap_line, grid.notes), dry_run_table(schedule(grid, here, args.retry_failed))]))
         return 0
     workers = auto_workers() if args.workers == "auto" else args.workers
     counts = run_grid(grid, launcher=args.launcher, workers=workers, retry_failed=args.retry_failed,
@@ -73,9 +74,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
         report(grid.results_dir, wandb=any(r.config.logger == "wandb" for r in grid.runs),
                allow_mixed_environments=args.allow_mixed_environments)
     except NoCompleteBlock as note:  # a grid stopped early: no table yet, which is no mistake of the user's
-        print(f"no table yet: {note}")
+        say(f"no table yet: {note}")
     elsewhere = f", {counts['elsewhere']} being trained by another call" if counts["elsewhere"] else ""
-    print(f"grid {grid.name}: {counts['completed']}/{counts['runs']} runs completed, {counts['failed']} failed"
+    say(f"grid {grid.name}: {counts['completed']}/{counts['runs']} runs completed, {counts['failed']} failed"
           + (" (rerun with --retry-failed)" if counts["failed"] else "") + f"{elsewhere}; results in {grid.results_dir}")
     return 1 if counts["failed"] or counts["completed"] + counts["elsewhere"] < counts["runs"] else 0
 
@@ -84,7 +85,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     report(args.results_dir, wandb=args.wandb, wide=args.wide, allow_mixed_environments=args.allow_mixed_environments,
            baseline=args.baseline, metric=args.metric, equivalence_margin=args.equivalence_margin,
            within=tuple(args.within) if args.within else None,
-           factorial=tuple(args.factorial) if args.factorial else None)
+           factorial=tuple(args.factorial) if args.factorial else None, contrast=args.contrast, tune=args.tune,
+           choose_on=args.choose_on)
     return 0
 
 
@@ -99,9 +101,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     name_a, name_b = Path(args.study_a).name, Path(args.study_b).name
     print(format_across(across_studies(a, b, args.match), name_a, name_b))
     for name, report in ((name_a, a), (name_b, b)):
-        print(f"\n{name} ({report.settings.metric}):")
+        say(f"\n{name} ({report.settings.metric}):")
         for line in [*report.block_notes, *omnibus_lines(report.omnibus)]:
-            print(f"- {line}")
+            say(f"- {line}")
     return 0
 
 
@@ -111,16 +113,16 @@ def cmd_atlas(args: argparse.Namespace) -> int:
 
     atlas, written = write_atlas(args.results_root)
     for row in atlas.rows.itertuples(index=False):
-        print(omnibus_line(row))
+        say(omnibus_line(row))
     for study in atlas.left_out.itertuples(index=False):
-        print(f"left out: {study.study}: {study.reason}")
-    print(f"atlas: {len(atlas.rows)} rows from {atlas.rows['study'].nunique()} studies; "
+        say(f"left out: {study.study}: {study.reason}")
+    say(f"atlas: {len(atlas.rows)} rows from {atlas.rows['study'].nunique()} studies; "
           f"{', '.join(Path(p).name for p in written)} in {args.results_root}")
     return 0
 
 
 def cmd_hardware(args: argparse.Namespace) -> int:
-    """This machine's hardware kind, and the `--resources` by which its Ray node declares it (README, "On a
+    """This machine's hardware kind, and the `--resources` by which its Ray node declares it (docs/grids.md, "On a
     cluster"): a seed block trains on one kind, and on a cluster the declared kind places its runs."""
     import torch
 
@@ -144,19 +146,35 @@ def report(results_dir, wandb: bool = False, allow_mixed_environments: bool = Fa
     not be read; with `wandb`, also log them as the grid's W&B summary run. `settings` override grid.json's
     `report:`."""
     from .report.build import write_report
-    from .report.tables import factorial_lines, format_summary, omnibus_lines
+    from .report.tables import factorial_lines, format_contrast_markdown, format_summary, omnibus_lines, tuned_lines
 
     result = write_report(results_dir, allow_mixed_environments, **settings)
     for problem in result.problems:
-        print(f"skipped: {problem}", file=sys.stderr)
+        say(f"skipped: {problem}", file=sys.stderr)
     print(format_summary(result.summary, wide))
     for line in result.caveats + result.notes + omnibus_lines(result.omnibus) + factorial_lines(result.factorial):
-        print(line)
-    print(f"tables and plots: {', '.join(sorted(Path(p).name for p in result.written))} in {results_dir}")
+        say(line)
+    if len(result.contrast):
+        title, *table = format_contrast_markdown(result.contrast).splitlines()
+        say(title)
+        print("\n".join(table))
+    if result.tuned is not None:
+        for line in tuned_lines(result.tuned):
+            say(line)
+        print(format_summary(result.tuned.summary, wide) if len(result.tuned.summary) else "no confirm block yet")
+    say(f"tables and plots: {', '.join(sorted(Path(p).name for p in result.written))} in {results_dir}")
     if wandb:
         from .report.dashboard import log_summary_run
 
-        print(f"W&B summary run: {log_summary_run(result, results_dir)}")
+        say(f"W&B summary run: {log_summary_run(result, results_dir)}")
+
+
+def seeds_arg(text: str) -> tuple[int, ...]:
+    """`--choose-on`: seeds, comma-separated (0,1,2)."""
+    seeds = [s.strip() for s in text.split(",")]
+    if not all(s.isdigit() for s in seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of seeds, e.g. 0,1,2")
+    return tuple(int(s) for s in seeds)
 
 
 def workers_arg(text: str) -> int | str:
@@ -217,6 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="placement axes that cross (e.g. --factorial model.pattern --factorial model.gate): a "
                         "factorial repeated-measures ANOVA of their main effects and interaction "
                         "(default: the grid's report.factorial)")
+    p.add_argument("--contrast", metavar="AXIS=BEFORE,AFTER",
+                   help="a non-placement axis and two of its values (e.g. optim.lr=0.1,0.2): each variant and each "
+                        "placement's gap to its baseline, AFTER against BEFORE, paired by seed "
+                        "(default: the grid's report.contrast)")
+    p.add_argument("--tune", metavar="AXIS",
+                   help="a non-placement axis (e.g. optim.lr): each variant at its own value, chosen on the "
+                        "--choose-on blocks' validation accuracy, compared on the other blocks' test accuracy "
+                        "(default: the grid's report.tune)")
+    p.add_argument("--choose-on", type=seeds_arg, metavar="SEEDS",
+                   help="the seed blocks that choose, e.g. 0,1,2 (default: the grid's report.choose_on)")
     p.add_argument("--allow-mixed-environments", action="store_true",
                    help="report runs of different device types, hardware (GPU or CPU model), precisions or "
                         "compile settings together")

@@ -1,4 +1,4 @@
-"""A grid's runs as Ray tasks, on a local Ray or on a cluster started with `ray start` (README: "On a cluster").
+"""A grid's runs as Ray tasks, on a local Ray or on a cluster started with `ray start` (docs/grids.md: "On a cluster").
 
 Each run is one task that reads and writes its run folder under the results folder, so that folder must be
 one every node mounts at the same path: before any run starts, a task on every node that can take a run
@@ -7,7 +7,7 @@ cannot see it. A task whose node is lost (its raylet or machine died) is retried
 resumes from its `last.ckpt`; a run that fails for its own reasons (NaN loss, bad config) returns a
 `failed` result and is not retried as if a node had died.
 
-Every run of a seed block must train on one hardware kind (blocks.py). Ray cannot add a resource to a running
+Every run of a seed block must train on one hardware kind (seed_blocks.py). Ray cannot add a resource to a running
 node, so each node declares its kind at `ray start` as a custom resource (`record.hardware_resource`; `attnplace
 hardware` prints it), and every run asks for a sliver of its block's kind: Ray then places it only on nodes of
 that kind. A block not yet started is given a declared kind before its runs are submitted. A local Ray that the
@@ -30,7 +30,7 @@ NODE_LOSS_RETRIES = 2  # how many lost nodes one run may outlive
 PROBE_TIMEOUT_S = 300  # a node's first task imports torch: minutes on a busy node
 PIN = 0.001  # of its kind's resource, per run: the kind places a run, CPUs and GPUs limit how many at once
 UNDECLARED = ("start each node with the --resources that `attnplace hardware` prints there "
-              "(README, \"On a cluster\")")
+              "(docs/grids.md, \"On a cluster\")")
 
 
 def launch_ray(runs: list[GridRun], grid: Grid, workers: int, address: str | None, gpus_per_run: float,

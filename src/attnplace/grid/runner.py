@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 from ..atomic import folder_errors, write_json
 from ..errors import UserError
+from ..terminal import say
 from ..run.calls import recorded_call
 from ..run.environment import cpu_has_bf16, cpu_model, hardware_here
 from ..run.ledger import write_ledger
 from ..run.record import read_record, trained_elsewhere
 from ..run.result import RunResult
-from .blocks import Schedule, counted_blocks, read_blocks, schedule
+from .seed_blocks import Schedule, counted_blocks, read_blocks, schedule
 from .local import launch_local, visible_gpus
 from .spec import Grid, GridRun
 
@@ -127,7 +128,7 @@ def auto_workers() -> int:
 def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_failed: bool = False,
              address: str | None = None, gpus_per_run: float = 0.0, cpus_per_run: float = 1.0,
              allow_mixed_environments: bool = False, allow_emulated_bf16: bool = False,
-             command: str | None = None, echo=lambda line: print(line, flush=True)) -> dict:
+             command: str | None = None, echo=say) -> dict:
     """Run what is left of `grid`, block by block (`blocks.schedule`); return counts {"runs", "completed",
     "failed", "elsewhere" (runs another call is training as this one ends), "to_run"}. The call, with its `command` line, is added to the results folder's `calls.jsonl`
     (run/calls.py) however it ends, and grid.json (run/ledger.py) keeps every run it planned.

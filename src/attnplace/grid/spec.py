@@ -16,7 +16,7 @@
 For each seed, the product of the other axes, minus excluded combinations, is that seed's block of runs; the
 grid lists them block by block. Runs are canonicalised (see `config.canonical`), so e.g. the `none` baseline
 appears once per seed, not once per attention type. A seed block that cannot finish on this machine's hardware
-is replaced by the next unused seed (grid/blocks.py), whose block the grid.json of the results folder keeps
+is replaced by the next unused seed (grid/seed_blocks.py), whose block the grid.json of the results folder keeps
 (run/ledger.py). The `report` section travels in grid.json, so `attnplace report` reads the table as the grid
 file asks (its command-line flags override it).
 """
@@ -56,7 +56,7 @@ class Grid:
     """A grid's runs, block-major: every run of one seed (a block) before any run of the next seed.
 
     `wanted` is how many complete seed blocks the grid asks for; `seeds` lists the grid file's seeds first, then
-    any replacement seeds a call added (grid/blocks.py). `preset` holds the trainer settings the grid file left
+    any replacement seeds a call added (grid/seed_blocks.py). `preset` holds the trainer settings the grid file left
     to the machine's preset, as fixed at its first call; `ledger` is what grid.json said before this call.
     """
 
@@ -172,7 +172,8 @@ def fixed_preset(base: dict, axes: dict, ledger: Ledger, results_dir: Path) -> t
     those fixed at its first call (grid.json; for a grid.json older than that, what its first recorded run
     resolved to), else this machine's preset. A study keeps one precision and compile mode wherever it resumes.
     The notes name each fixed value that differs from this machine's preset."""
-    here = canonical(from_dict(Config, base)).trainer
+    config = from_dict(Config, base)
+    here = config.trainer.resolved(train_images=config.data.train_images())
     here = {key: getattr(here, key.split(".")[1]) for key in PRESET_KEYS}
     fixed = ledger.preset or ledger.preset_of_records(results_dir) or here
     notes = [f"{key}={fixed[key]} as fixed at this grid's first call (grid.json); this machine's preset is "

@@ -27,7 +27,7 @@ from ..data.load import dataset_fingerprint, keep_last_dataset
 from ..atomic import folder_errors
 from ..errors import UnwritableFolder, UserError
 from ..quiet import quiet_libraries
-from ..run.config import Config
+from ..run.config import CanonicalConfig, Config
 from ..run.config_io import from_dict
 from ..run.environment import declared_hardware, hardware_here
 from ..run.record import LOCK, error_line, read_record, trained_elsewhere
@@ -48,9 +48,9 @@ def make_payload(run: GridRun, grid: Grid, threads: int, guards: dict | None = N
 def other_hardware(config: Config, hardware: list[str] | None) -> str | None:
     """Why this run must not train here, when its seed block trained on other hardware: under one seed every
     variant starts from the same weights and sees the same batches, and a run on another CPU or GPU model would
-    compute other numbers (README, "Reproducing it"), so its block's differences would mix the two. A Ray task
-    placed by a node's declared kind is that kind (`declared_hardware`), as its block's other runs were: there the
-    probe only checks the declaration (grid/cluster.py)."""
+    compute other numbers (results/README.md, cifar10_jpeg_cpu, "Reproducing it"), so its block's differences
+    would mix the two. A Ray task placed by a node's declared kind is that kind (`declared_hardware`), as its
+    block's other runs were: there the probe only checks the declaration (grid/cluster.py)."""
     here = declared_hardware() or hardware_here(config.trainer.device())
     if not hardware or here in hardware:
         return None
@@ -92,7 +92,7 @@ def run_payload(payload: dict) -> RunResult:
         return RunResult.failed(Path(payload["config"]["run_dir"]).name,
                                 f"the grid's folder {payload['cwd']} does not exist on {socket.gethostname()}; "
                                 f"start the grid from a folder every node mounts at the same path", user_error=True)
-    config = from_dict(Config, payload["config"])
+    config = from_dict(CanonicalConfig, payload["config"])  # the grid's canonical config, read back
     if mismatch := (other_hardware(config, payload.get("hardware"))  # before the run's folder is touched
                     or other_data(config, payload.get("data_fingerprints"))):
         return RunResult.failed(config.run_id, mismatch, cause=mismatch, user_error=True)

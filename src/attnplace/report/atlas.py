@@ -17,6 +17,7 @@ when Friedman's test over its cells and the baseline, on those seeds, has p < 0.
 Differences are in percentage points (`*_pp`), means in percent (`*_pct`).
 """
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,9 @@ import pandas as pd
 from ..models.blocks import PATTERNS, where_and_how
 from ..models.gates import GATES
 from . import anova, stats
-from .runs import BASELINE, PATTERN, PLACEMENT, isna, lookup
+from .regimes import budget
+from .runs import BASELINE, PATTERN, PLACEMENT, isna, lookup, value_text
+from .tuned import CONFIRM_METRIC
 
 # The columns, in the order blocks.py and gates.py give them: each pattern's row of the where × how table (its
 # class's `where`; a preset such as p3c shares its base's) × each gate form.
@@ -37,8 +40,8 @@ GATE = "model.gate"
 # Placement axes a cell or a row already says: any other splits the row.
 OWN_AXES = {PATTERN, GATE, "model.attention", "model.p4_gate"}
 SYNTHETIC = "synthetic"
-ROW_COLUMNS = ["row", "study", "group", "attention", "options", "dataset", "backbone", "train_subset", "max_epochs",
-               "precision", "seed_blocks", "metric", "epoch", "equivalence_margin", "baseline", "baseline_mean_pct",
+ROW_COLUMNS = ["row", "study", "group", "attention", "options", "dataset", "backbone", "train_subset",
+               "images_per_epoch", "max_epochs", "precision", "seed_blocks", "metric", "epoch", "equivalence_margin", "baseline", "baseline_mean_pct",
                "k", "n_seeds", "friedman_chi2", "friedman_df", "friedman_p", "differ", "best", "best_mean_pct", "notes"]
 CELL_COLUMNS = ["row", "study", "cell", "where", "how", "variant", "delta_pp", "ci_low_pp", "ci_high_pp", "n_pairs",
                 "test", "p_value", "p_holm", "tost_p", "equivalence_margin", "verdict", "mean_pct", "best"]
@@ -120,7 +123,9 @@ def _describe_row(configs: list[dict], records: list[dict]) -> dict:
     precisions = [lookup(c, "trainer.precision") for c in configs]
     if all(isna(p) or p == "auto" for p in precisions):  # an older config: the environment says what ran
         precisions = [(r.get("environment") or {}).get("precision") for r in records]
+    images = [h[0].get("train_images") for r in records if (h := r.get("history"))]
     return {"dataset": _one(_dataset(c) for c in configs),
+            "images_per_epoch": _one(i for i in images if i),
             "backbone": _one(lookup(c, "model.backbone") for c in configs),
             "train_subset": _one(lookup(c, "data.train_subset") or "full" for c in configs),
             "max_epochs": _one(lookup(c, "trainer.max_epochs") for c in configs),
@@ -129,7 +134,24 @@ def _describe_row(configs: list[dict], records: list[dict]) -> dict:
 
 def study_frames(study: str, report) -> tuple[list[dict], list[dict], list[str]]:
     """The rows and cells of one study (dicts with the `ROW_COLUMNS`/`CELL_COLUMNS`; `row` numbers them within the
-    study), and notes on what was kept out of the cells."""
+    study), and notes on what was kept out of the cells. A tuned comparison (`tuned.tune`) adds its rows after the
+    study's own, labelled `tuned lr`: each variant at its own value, on the confirm blocks' test accuracy."""
+    rows, cells, notes = _group_frames(study, report)
+    if report.tuned is not None and len(report.tuned.summary):
+        tuned = report.tuned
+        view = dataclasses.replace(report, summary=tuned.summary, runs=tuned.runs, tuned=None,
+                                   settings=dataclasses.replace(report.settings, metric=CONFIRM_METRIC))
+        more_rows, more_cells, more_notes = _group_frames(study, view)
+        name, offset = f"tuned {tuned.axis.rsplit('.', 1)[-1]}", len(rows)
+        rows += [{**r, "row": r["row"] + offset, "group": ", ".join(filter(None, [name, r["group"]]))}
+                 for r in more_rows]
+        cells += [{**c, "row": c["row"] + offset} for c in more_cells]
+        notes += more_notes
+    return rows, cells, notes
+
+
+def _group_frames(study: str, report) -> tuple[list[dict], list[dict], list[str]]:
+    """`study_frames` of the report's own groups."""
     summary, settings = report.summary, report.settings
     configs, acc = _configs(report), _accuracies(report)
     ids_of = report.runs.groupby("variant")["id"].agg(set).to_dict()
@@ -167,7 +189,7 @@ def _split(study: str, variants: pd.DataFrame, configs: dict, notes: list[str]) 
             notes.append(f"{study}: {v['variant']} is no where × how cell (pattern {v[PATTERN]})")
             continue
         where, how = found
-        options = ", ".join(f"{a.rsplit('.', 1)[-1]}={_text(v[a])}" for a in others if not isna(v[a]))
+        options = ", ".join(f"{a.rsplit('.', 1)[-1]}={value_text(v[a])}" for a in others if not isna(v[a]))
         attention = model.get("attention") or v.get("model.attention") or ""
         cell = {"cell": f"{where} × {how}", "where": where, "how": how}
         split.setdefault((attention, options), []).append({**v, **cell})
@@ -178,10 +200,6 @@ def _collisions(variants: list[dict]) -> list[tuple[dict, str]]:
     """The variants that fall in a cell an earlier variant of the row holds, each with that variant's label."""
     first: dict[str, str] = {}
     return [(v, first[v["cell"]]) for v in variants if first.setdefault(v["cell"], v["variant"]) != v["variant"]]
-
-
-def _text(value) -> str:
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _row(base: pd.Series, variants: list[dict], acc: pd.DataFrame, margin: float) -> tuple[dict, list[dict]]:
@@ -215,6 +233,15 @@ def _row(base: pd.Series, variants: list[dict], acc: pd.DataFrame, margin: float
 # ---------------------------------------------------------------- every study
 
 
+def converged_first(rows: pd.DataFrame, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows by training budget, the largest (the closest to a converged regime) first, studies otherwise in
+    their order; rows renumbered in that order, in both frames."""
+    order = sorted(range(len(rows)), key=lambda i: -budget(rows.iloc[i]))
+    number = {old: new for new, old in enumerate(rows["row"].iloc[order])}
+    rows = rows.iloc[order].assign(row=lambda f: f["row"].map(number)).reset_index(drop=True)
+    return rows, cells.assign(row=cells["row"].map(number))
+
+
 def build_atlas(reports: Mapping[str, object]) -> Atlas:
     """The atlas of `reports`: study name -> its `Report`, or the exception that kept it from being built (a
     `UserError`: the study is left out with that line). Studies keep the mapping's order."""
@@ -234,8 +261,8 @@ def build_atlas(reports: Mapping[str, object]) -> Atlas:
         offset = len(rows)  # every row holds a cell: a group's baseline alone makes none
         rows += [{**r, "row": r["row"] + offset} for r in study_rows]
         cells += [{**c, "row": c["row"] + offset} for c in study_cells]
-    rows_frame = pd.DataFrame(rows, columns=ROW_COLUMNS)
-    cells_frame = pd.DataFrame(cells, columns=CELL_COLUMNS)
+    rows_frame, cells_frame = converged_first(pd.DataFrame(rows, columns=ROW_COLUMNS),
+                                              pd.DataFrame(cells, columns=CELL_COLUMNS))
     present = set(cells_frame["cell"])
     return Atlas(rows_frame, cells_frame, [c for c in CELLS if c in present],
                  pd.DataFrame(left_out, columns=["study", "reason"]), notes)

@@ -14,6 +14,7 @@ from matplotlib.patches import Rectangle
 from ..atomic import atomic_write, folder_errors, write_text
 from ..errors import UserError
 from .atlas import Atlas, build_atlas
+from .regimes import KEY, regime_frame
 from .build import build_report
 from .plots import png_bytes
 from .runs import isna
@@ -52,14 +53,16 @@ def load_atlas(root: str | os.PathLike) -> tuple[Atlas, list[str]]:
 
 
 def write_atlas(root: str | os.PathLike) -> tuple[Atlas, list[Path]]:
-    """`load_atlas`, then write root/atlas.md and root/atlas.png atomically; a folder that cannot be written is
-    one line (`UnwritableFolder`)."""
+    """`load_atlas`, then write root/atlas.md, root/atlas.png and root/atlas_regimes.png atomically; a folder that
+    cannot be written is one line (`UnwritableFolder`)."""
     root = Path(root)
     atlas, others = load_atlas(root)
-    text, png = markdown(atlas, others), png_bytes(plot_atlas(atlas))
+    regimes = regime_frame(atlas.rows, atlas.cells)
+    text = markdown(atlas, others) + regime_markdown(regimes)
+    pngs = {"atlas.png": png_bytes(plot_atlas(atlas)), "atlas_regimes.png": png_bytes(plot_regimes(regimes))}
     with folder_errors(root, "results folder"):
         written = [write_text(root / "atlas.md", text)]
-        written.append(atomic_write(root / "atlas.png", lambda tmp: tmp.write_bytes(png)))
+        written += [atomic_write(root / name, lambda tmp, png=png: tmp.write_bytes(png)) for name, png in pngs.items()]
     return atlas, written
 
 
@@ -196,6 +199,58 @@ def plot_atlas(atlas: Atlas) -> Figure:
     ax.set_title("Δ vs the row's none (pp): ≠ different (Holm), ≈ equivalent within ±m (TOST), ? inconclusive, "
                  f"· untested (one seed pair); {BEST} boxed: best cell (Friedman p < 0.05); grey: not run", fontsize=9)
     fig.colorbar(image, ax=ax, label="Δ vs none, percentage points", shrink=0.8)
+    return fig
+
+
+# ---------------------------------------------------------------- across regimes
+
+
+def regime_markdown(regimes) -> str:
+    """The section of atlas.md that says how each answer moves with the regime (`regimes.regime_frame`)."""
+    lines = ["", "## How an answer moves with the regime", "",
+             "Each cell held in more than one regime, keyed by (attention, cell, precision): its Δ against its own "
+             "row's `none`, regime by regime, the smallest training budget first (`atlas_regimes.png`). Studies are "
+             "never pooled: two studies in one regime are two lines.", ""]
+    if regimes.empty:
+        return "\n".join(lines + ["No cell is held in more than one regime yet."]) + "\n"
+    table = [[r.attention, r.cell, r.precision, r.regime, r.study, str(r.n_pairs),
+              f"{signed(r.delta_pp)} [{signed(r.ci_low_pp)}, {signed(r.ci_high_pp)}] {symbol(r.verdict) or '·'}"]
+             for r in regimes.itertuples(index=False)]
+    header = ["attention", "cell", "precision", "regime", "study", "n", "Δ vs none (pp) [95% CI]"]
+    rule = "|" + "---|" * (len(header) - 2) + "---:|---:|"
+    rows = ["| " + " | ".join(cells) + " |" for cells in table]
+    return "\n".join(lines + ["| " + " | ".join(header) + " |", rule, *rows]) + "\n"
+
+
+def plot_regimes(regimes) -> Figure:
+    """One panel per (attention, cell): Δ against none with its CI, one point per study and regime, regimes on x
+    by training budget, precision by marker and colour; the zero line is `none`."""
+    panels = list(dict.fromkeys(zip(regimes["attention"], regimes["cell"])))
+    columns = min(3, max(len(panels), 1))
+    rows = max(math.ceil(len(panels) / columns), 1)
+    fig = Figure(figsize=(5.2 * columns, 3.6 * rows), layout="constrained")
+    if not panels:
+        ax = fig.add_subplot()
+        ax.text(0.5, 0.5, "no cell is held in more than one regime yet", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    styles = {p: (m, f"C{i}") for i, (p, m) in enumerate(zip(dict.fromkeys(regimes["precision"]), "osD^v"))}
+    for i, (attention, cell) in enumerate(panels):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        part = regimes[(regimes["attention"] == attention) & (regimes["cell"] == cell)]
+        order = list(dict.fromkeys(part.sort_values("budget", kind="stable")["regime"]))
+        for k, r in enumerate(part.itertuples(index=False)):
+            x = order.index(r.regime) + 0.08 * (k % 5 - 2)  # studies in one regime side by side
+            marker, color = styles[r.precision]
+            ax.errorbar(x, r.delta_pp, yerr=[[r.delta_pp - r.ci_low_pp], [r.ci_high_pp - r.delta_pp]],
+                        fmt=marker, color=color, capsize=3, gid="answer", label=r.precision)
+        ax.axhline(0, color="0.5", lw=1)
+        ax.set_xticks(range(len(order)), [o.replace(", ", "\n", 1).replace(" × ", "\n× ") for o in order], fontsize=7)
+        ax.set_title(f"{attention} · {cell}", fontsize=9)
+        ax.set_ylabel("Δ vs none, pp (95% CI)", fontsize=8)
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), fontsize=7)
     return fig
 
 

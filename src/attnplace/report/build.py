@@ -14,7 +14,9 @@ import pandas as pd
 from ..atomic import atomic_write, folder_errors
 from ..errors import UserError
 from ..run.calls import describe_calls, read_calls
-from .blocks import block_kinds
+from .block_tables import block_lines, counted_line, hardware_line, left_out_lines
+from .contrast import contrast
+from .seed_blocks import block_kinds
 from .curves import validation_curves
 from .hardware import hardware_tests
 from .mixing import environment_differences
@@ -22,9 +24,10 @@ from .plots import plot_accuracy, plot_curves, plot_factorial, plot_gates, plot_
 from .records import load
 from ..run.report_settings import REPORT_METRICS, ReportSettings, report_settings
 from .summary import EPOCH_OF, factorial, omnibus, pairs, summarize
-from .tables import (block_lines, counted_line, factorial_lines, format_curves_markdown, format_latex, format_markdown,
-                     format_pairs_markdown, hardware_line, left_out_lines, omnibus_lines)
+from .tables import (factorial_lines, format_contrast_markdown, format_curves_markdown, format_latex, format_markdown,
+                     format_pairs_markdown, omnibus_lines, tuned_lines)
 from .trajectories import gate_frames, mask_frames
+from .tuned import Tuned, tune, tuned_table
 
 SMALL_N = 3  # below this many seeds a t interval is too wide to say much
 STALLED = 0.95  # a final training loss at least this share of the first epoch's: the run did not learn
@@ -119,15 +122,18 @@ class Report:
     hardware: pd.DataFrame = field(default_factory=pd.DataFrame)  # hardware × variant (`hardware.hardware_tests`)
     block_notes: list[str] = field(default_factory=list)  # blocks in the tables, blocks left out, hardware × variant
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # val acc and Δ per epoch (`curves.validation_curves`)
+    contrast: pd.DataFrame = field(default_factory=pd.DataFrame)  # across groups, when asked (`contrast.contrast`)
+    tuned: Tuned | None = None  # each variant at its own value of an axis, when asked (`tuned.tune`)
 
 
 def build_report(results_dir: str | os.PathLike, allow_mixed_environments: bool = False, **overrides) -> Report:
     """Every table of a results dir, computed and not written.
 
     The settings are grid.json's `report:` section with `overrides` (`baseline`, `metric`,
-    `equivalence_margin`, `within`, `factorial`; None keeps the section's) on top. Raises UserError if nothing is readable, the
-    runs mix experiments or (unless allowed) environments, the baseline is no variant, no completed run
-    has the metric, or the `within`/`factorial` axes are no placement axes (or do not cross).
+    `equivalence_margin`, `within`, `factorial`, `contrast`, `tune`, `choose_on`; None keeps the section's) on top. Raises UserError if
+    nothing is readable, the runs mix experiments or (unless allowed) environments, the baseline is no variant, no
+    completed run has the metric, the `within`/`factorial` axes are no placement axes (or do not cross), the
+    `contrast` names no non-placement axis or value of this report, or `tune` no axis the grid varies.
     """
     results_dir = Path(results_dir)
     loaded = load(results_dir, allow_mixed_environments)
@@ -145,7 +151,8 @@ def build_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
                   omnibus(loaded.runs, settings), factorial(loaded.runs, settings), *gate_frames(loaded.records, loaded.runs),
                   *mask_frames(loaded.records, loaded.runs), caveats(summary, loaded.runs, loaded.records), loaded.problems,
                   loaded.notes + block_notes, blocks=loaded.blocks, hardware=tests, block_notes=block_notes,
-                  curves=validation_curves(loaded.records, loaded.runs, settings))
+                  curves=validation_curves(loaded.records, loaded.runs, settings),
+                  contrast=contrast(loaded.runs, settings), tuned=tune(loaded.runs, settings))
 
 
 def _hardware_note(runs: pd.DataFrame, tests: pd.DataFrame) -> str:
@@ -174,6 +181,13 @@ def _markdown_document(results_dir: Path, report: Report) -> str:
         parts += ["", f"## {' × '.join(report.settings.factorial)} (factorial.csv, factorial.png)", "",
                   *(f"{'  ' if line.startswith('  ') else ''}- {line.strip()}"  # indented: one effect
                     for line in factorial_lines(report.factorial))]
+    if len(report.contrast):
+        parts += ["", f"## Across {report.contrast['axis'].iloc[0]} (contrast.csv)", "",
+                  format_contrast_markdown(report.contrast)]
+    if report.tuned is not None:
+        parts += ["", f"## Each variant at its own {report.tuned.axis} (tuned.csv)", "",
+                  *(f"- {line.strip()}" for line in tuned_lines(report.tuned)), "",
+                  format_markdown(report.tuned.summary) if len(report.tuned.summary) else "No confirm block yet."]
     if len(report.curves):
         parts += ["", "## Over training (curves.csv, curves.png)", "", format_curves_markdown(report.curves)]
     if calls := describe_calls(read_calls(results_dir)):
@@ -187,7 +201,8 @@ def write_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
     """`build_report`, then write summary.{csv,md,tex}, pairs.csv, curves.csv, gates{,_mean}.csv, masks.csv and the
     plots accuracy.png, pairs.png, curves.png, gates.png and masks.png; the last three are skipped when no run
     recorded any.
-    A factorial adds factorial.csv and its interaction plot factorial.png."""
+    A factorial adds factorial.csv and its interaction plot factorial.png, a contrast contrast.csv, a tuned
+    comparison tuned.csv."""
     results_dir = Path(results_dir)
     report = build_report(results_dir, allow_mixed_environments, **overrides)
     files = {  # name -> content; text is UTF-8 (± and Δ in the tables)
@@ -203,6 +218,10 @@ def write_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
     if len(report.factorial):
         files["factorial.csv"] = report.factorial.to_csv(index=False)
         files["factorial.png"] = png_bytes(plot_factorial(report.summary, report.settings.factorial))
+    if len(report.contrast):
+        files["contrast.csv"] = report.contrast.to_csv(index=False)
+    if report.tuned is not None:
+        files["tuned.csv"] = tuned_table(report.tuned).to_csv(index=False)
     if len(report.curves):
         files["curves.csv"] = report.curves.to_csv(index=False)
         files["curves.png"] = png_bytes(plot_curves(report.curves))

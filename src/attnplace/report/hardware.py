@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from . import stats
-from .blocks import block_kinds
+from .seed_blocks import block_kinds
 from ..run.report_settings import ReportSettings
 from .summary import groups
 

@@ -5,7 +5,7 @@ it, `grid.json` with the grid's axes, run ids and seed blocks. Which runs belong
 - with `grid.json`: the runs it lists (a rerun grid with a changed base lists new ids, so the
   old runs left in `runs/` are not averaged in);
 - without: every run in `runs/`;
-and of those, the runs of the counted seed blocks only (`blocks.py`): a table pairs variants within whole
+and of those, the runs of the counted seed blocks only (`seed_blocks.py`): a table pairs variants within whole
 blocks. Either way the runs must form one experiment (`mixing.py` refuses anything else with a one-line
 `UserError`); `runs.py` makes their frame. A record that cannot be trusted (corrupt, wrong types:
 `validate.py`) is reported by path and skipped, so one broken run never hides the rest.
@@ -20,7 +20,7 @@ import pandas as pd
 from ..errors import UserError
 from ..run.record import trained_elsewhere
 from ..run.ledger import Ledger, read_ledger
-from .blocks import in_counted_blocks, seed_blocks
+from .seed_blocks import in_counted_blocks, seed_blocks
 from .mixing import check_one_experiment, check_same_data, environment_differences, fingerprint_notes
 from .runs import runs_frame
 from .validate import BadRecord, read_checked

@@ -145,12 +145,13 @@ def label(key: tuple, axes: list[str]) -> str:
     """`resnet20/p4/se/lr=0.1`: backbone, pattern and attention speak for themselves; any other
     axis value carries its key's last part, since a bare `0.1` or `[2, 3]` says nothing. A whole float
     is written as the grid file writes it (`gate_lr_scale=10`, not `10.0`), so labels can be typed."""
-    parts = [_text(v) if a in DEFAULT_AXES else f"{a.rsplit('.', 1)[-1]}={_text(v)}"
+    parts = [value_text(v) if a in DEFAULT_AXES else f"{a.rsplit('.', 1)[-1]}={value_text(v)}"
              for a, v in zip(axes, key) if v is not None]
     return "/".join(parts)
 
 
-def _text(value) -> str:
+def value_text(value) -> str:
+    """An axis value as a grid file writes it: a whole float without its `.0`."""
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 

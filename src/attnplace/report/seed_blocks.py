@@ -5,7 +5,7 @@ seed, so they hold whole blocks only: a seed that one variant lacks would still 
 seeds finish first is no random draw (a slow variant, a lost machine). A block is complete when each of its
 runs has ended (`record.run_ended`: completed, or failed in training; a diverged run is a result, and leaving
 out the blocks that hold one would favour the variants that never diverge). The tables count the first
-`wanted` complete blocks in seed order, frozen in grid.json once reached (grid/blocks.py): a block that
+`wanted` complete blocks in seed order, frozen in grid.json once reached (grid/seed_blocks.py): a block that
 completes later is reported beside them, never swapped in, so no one picks the answer by waiting for it.
 
 A block's runs are those grid.json lists for its seed (`blocks.seeds`) and the recorded runs of that seed.

@@ -201,8 +201,9 @@ def _row(c: Comparison, margin: float) -> dict:
             "seeds_for_margin": seeds_needed(margin, c.sd_diff)}
 
 
-def _family(rows: list[dict], margin: float, index=None) -> pd.DataFrame:
-    """Comparison rows with Holm over all of them and each one's verdict."""
+def family(comparisons: Sequence[Comparison], margin: float, index=None) -> pd.DataFrame:
+    """One row of `COMPARISON_COLUMNS` per comparison, with Holm over all of them and each one's verdict."""
+    rows = [_row(c, margin) for c in comparisons]
     frame = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c not in ("p_holm", "verdict")], index=index)
     frame.insert(frame.columns.get_loc("p_value") + 1, "p_holm", holm(frame["p_value"]))
     frame.insert(frame.columns.get_loc("tost_p") + 1, "verdict",
@@ -215,14 +216,14 @@ def against(acc: pd.DataFrame, baseline, margin: float) -> pd.DataFrame:
     own row has Δ = 0 and nothing else, and every row is blank when `baseline` is None (no baseline here)."""
     comparisons = [Comparison() if baseline is None else Comparison(diff=0.0) if variant == baseline
                    else compare(acc.loc[variant], acc.loc[baseline]) for variant in acc.index]
-    return _family([_row(c, margin) for c in comparisons], margin, index=acc.index)
+    return family(comparisons, margin, index=acc.index)
 
 
 def pairwise(acc: pd.DataFrame, margin: float) -> pd.DataFrame:
     """Every variant against every one listed before it: a, b, Δ = a − b and the comparison columns, with
     Holm over all k(k − 1)/2 pairs. With the baseline listed first, its pairs read `variant − baseline`."""
     pairs = [(a, b) for i, a in enumerate(acc.index) for b in acc.index[:i]]
-    frame = _family([_row(compare(acc.loc[a], acc.loc[b]), margin) for a, b in pairs], margin)
+    frame = family([compare(acc.loc[a], acc.loc[b]) for a, b in pairs], margin)
     frame.insert(0, "a", [a for a, _ in pairs])
     frame.insert(1, "b", [b for _, b in pairs])
     return frame

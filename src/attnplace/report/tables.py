@@ -9,8 +9,7 @@ cannot. Differences are not clipped. Every table names its metric.
 
 import pandas as pd
 
-from .runs import isna
-from .stats import ALPHA
+from .runs import isna, value_text
 
 METRIC_NAMES = {"test_acc": "test acc", "val_acc": "val acc"}
 
@@ -237,51 +236,36 @@ def factorial_lines(factorial: pd.DataFrame) -> list[str]:
     return lines
 
 
-# ---------------------------------------------------------------- seed blocks
+def format_contrast_markdown(contrast: pd.DataFrame) -> str:
+    """The contrast across groups (`contrast.contrast`): a line saying what was compared, then a table of each
+    variant's change and each placement's gap change, AFTER − BEFORE in pp, with its CI, Holm p over its family,
+    effect size, TOST p, verdict and the detectable difference."""
+    first = contrast.iloc[0]
+    header = ["variant", "pairs", "Δ", "95% CI", "p", "p Holm", "effect", f"TOST p (±{first.equivalence_margin:g})",
+              "verdict", "detectable Δ"]
+    rows = [[row.variant if row.family == "change" else f"gap {row.variant}", row.n_pairs, _pp(row.diff),
+             *_interval(_pp, pd.Series([row.diff_ci_low]), pd.Series([row.diff_ci_high])), _p(row.p_value),
+             _p(row.p_holm), "" if isna(row.effect) else f"{row.effect_kind} {row.effect:+.2f}", _p(row.tost_p),
+             row.verdict, "" if isna(row.detectable_diff) else f"{100 * row.detectable_diff:.2f}"]
+            for row in contrast.itertuples()]
+    title = (f"{first.axis}: {first.after_value} − {first.before_value} in pp of {metric_name(contrast)}, paired by "
+             f"seed: each variant's change, then each placement's gap to its baseline (gap), Holm over each family.")
+    return "\n".join([title, "", *_markdown(rows, header)])
 
 
-def block_lines(blocks: pd.DataFrame) -> list[str]:
-    """One line per seed block (`blocks.seed_blocks`): its status, runs ended, hardware, and whether the tables
-    hold it."""
-    counted = int(blocks["status"].eq("counted").sum())
-    tails = {"counted": "", "partial": "; not in the tables",
-             "extra": f"; complete after the first {counted} counted: reported beside them, not in the tables"}
-    return [f"block seed {b.seed}: {b.status} ({b.ended} of {b.total} runs ended), "
-            f"{'hardware not recorded' if isna(b.hardware) else f'on {b.hardware}'}{tails[b.status]}"
-            for b in blocks.itertuples()]
-
-
-def left_out_lines(blocks: pd.DataFrame) -> list[str]:
-    """The lines of the blocks the tables leave out."""
-    return [line for line, status in zip(block_lines(blocks), blocks["status"]) if status != "counted"]
-
-
-def counted_line(blocks: pd.DataFrame, wanted: int | None) -> str:
-    """The counted blocks in one line, for the terminal: their seeds and how many ran on each hardware kind."""
-    counted = blocks[blocks["status"].eq("counted")]
-    kinds = counted["hardware"].fillna("").value_counts(sort=False)
-    where = "; ".join(f"{n} on {kind}" if kind else f"{n} not saying their hardware" for kind, n in kinds.items())
-    short = f" of {wanted} wanted" if wanted and len(counted) < wanted else ""
-    return f"seed blocks in the tables: {len(counted)}{short} (seed {', '.join(map(str, counted['seed']))}: {where})"
-
-
-def hardware_line(tests: pd.DataFrame, kinds: pd.Series) -> str:
-    """Whether the paired differences depend on the hardware (`hardware.hardware_tests`), in one line: the
-    smallest Holm p and its comparison, or why there was no test. `kinds`: hardware kind -> counted blocks."""
-    named = ", ".join(f"{kind}: {n}" for kind, n in kinds.items())
-    if kinds.empty:
-        return "hardware × variant: not testable: the records do not say their hardware"
-    if len(kinds) == 1:
-        return f"hardware × variant: all {kinds.iloc[0]} counted blocks ran on one hardware kind ({kinds.index[0]})"
-    if kinds.ge(2).sum() < 2:
-        return f"hardware × variant: not testable: needs ≥ 2 blocks on each of ≥ 2 hardware kinds ({named})"
-    tested = tests.dropna(subset=["p_holm"])
-    if tested.empty:
-        return (f"hardware × variant: not testable: no variant has a paired Δ that varies, on ≥ 2 blocks of each "
-                f"of 2 hardware kinds ({named})")
-    low = tested.loc[tested["p_holm"].idxmin()]
-    answer = ("the paired differences depend on the hardware: the tables average over it" if low.p_holm < ALPHA
-              else "the paired differences do not depend on the hardware detectably")
-    return (f"hardware × variant: smallest Holm p = {_p(low.p_holm)} over {len(tested)} test(s) ({low.variant}: "
-            f"Δ {low.diff_a:+.2f} pp on {low.kind_a} ({low.n_a} blocks) vs {low.diff_b:+.2f} pp on {low.kind_b} "
-            f"({low.n_b} blocks)); {answer}")
+def tuned_lines(tuned) -> list[str]:
+    """How a tuned comparison (`tuned.tune`) chose, then each variant's choice (indented), its validation mean and
+    every value's, flagged when the choice is at the edge of the grid's values."""
+    blocks = ", ".join(map(str, tuned.confirm_on)) or "none yet"
+    leaf = tuned.axis.rsplit(".", 1)[-1]
+    lines = [f"{tuned.axis} chosen per variant on val acc of seed blocks {', '.join(map(str, tuned.choose_on))} "
+             f"(the mean; ties to the smaller value), confirmed on test acc of blocks {blocks}, each variant at its "
+             f"choice, paired by seed:"]
+    for c in tuned.choices.itertuples():
+        if isna(c.chosen):
+            lines.append(f"  {c.variant}: no value completed on every choose block")
+            continue
+        edge = f"; at the grid's edge: the best {leaf} may lie outside it" if c.edge else ""
+        lines.append(f"  {c.variant}: {value_text(c.chosen)} (val {_pct(c.chosen_val_mean)} %{edge}); every value: "
+                     f"{c.scores}")
+    return lines

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import choose, require
 from ..models import PATTERNS, BlockOptions, ModelOptions, backbone_block
 from .config_io import from_dict, merge, parse_override, read_yaml
+from .later import later_defaults
 from .sections import DataConfig, OptimConfig, TrainerConfig, WandbConfig
 
 
@@ -66,17 +67,14 @@ PLACEMENT_AXES = frozenset({f"model.{k}" for k in PLACEMENT_KEYS} | {"optim.gate
 # Keys added after run ids were first computed: left out of the id while they hold the value that the older
 # keys imply, so every earlier run keeps its id (`model.gate` of a p4 with p4_gate=direct is mask, say).
 LATER_KEYS = ("gate", "skip_gate")
-# Optimiser keys added later: left out of the id while they hold their defaults (every schedule but `step`
-# resets them there, `OptimConfig.canonical`).
-LATER_OPTIM_KEYS = ("milestones", "step_factor")
 # Later still, and never named in the id: they are left out while they say what the backbone alone says (its
 # own block family, the only one it accepts; no weights file).
 IMPLIED_BY_BACKBONE = ("block", "weights")
 
 
 def identity(config: Config) -> dict:
-    """What a canonical config computes: its dict less `PRESENTATION_KEYS`, and less the later keys where they
-    hold what the older ones imply."""
+    """What a canonical config computes: its dict less `PRESENTATION_KEYS`, less the later keys where they
+    hold what the older ones imply, and less the keys declared `later` (run/later.py) at their defaults."""
     data = config.to_dict()
     for key in PRESENTATION_KEYS:
         section, _, leaf = key.rpartition(".")
@@ -85,9 +83,11 @@ def identity(config: Config) -> dict:
     for key in LATER_KEYS:
         if data["model"][key] == getattr(implied, key):
             data["model"].pop(key)
-    for key in LATER_OPTIM_KEYS:
-        if data["optim"][key] == getattr(OptimConfig, key):
-            data["optim"].pop(key)
+    for section in dataclasses.fields(Config):
+        if dataclasses.is_dataclass(section.type):
+            for key, default in later_defaults(section.type).items():
+                if getattr(getattr(config, section.name), key) == default:
+                    data[section.name].pop(key)
     implied_by_backbone = {"block": backbone_block(config.model.backbone), "weights": None}
     for key in IMPLIED_BY_BACKBONE:
         if data["model"][key] in (None, implied_by_backbone[key]):
@@ -95,7 +95,15 @@ def identity(config: Config) -> dict:
     return data
 
 
-def canonical(config: Config) -> Config:
+@dataclass(frozen=True)
+class CanonicalConfig(Config):
+    """A config with every choice made concrete: what `canonical` returns, and the only kind `fit`, the
+    LightningModule and a grid take, as they are. Made where a config is loaded (`load_config`), where a grid
+    expands one (`grid.spec`) and where a saved config's dict is read (a checkpoint's, a worker's payload);
+    `dataclasses.replace` on it may change only the keys that say where a run is shown (`PRESENTATION_KEYS`)."""
+
+
+def canonical(config: Config) -> CanonicalConfig:
     """The config with every choice made concrete and every ignored option reset, so equal networks get equal
     configs (and ids), and a run's id says how it computes:
     - gate forms left unset take the pattern's seeds' form, and a pattern that is another's preset is named so
@@ -105,7 +113,10 @@ def canonical(config: Config) -> Config:
     - optimiser options the schedule does not read are reset (`OptimConfig.canonical`);
     - trainer settings left at auto take this machine's preset (`TrainerConfig.resolved`), so runs in
       different precisions or memory formats never share an id.
+    A config that is canonical already is returned as it is.
     """
+    if isinstance(config, CanonicalConfig):
+        return config
     m = config.model.resolved()
     block = PATTERNS.get(m.pattern)
     trainer = config.trainer.resolved(train_images=config.data.train_images())
@@ -119,10 +130,11 @@ def canonical(config: Config) -> Config:
     optim = config.optim.canonical()
     if not any(getattr(m, k) for k in uses if k.startswith("learn_")):  # no learned gate
         optim = dataclasses.replace(optim, gate_lr_scale=OptimConfig.gate_lr_scale)
-    return dataclasses.replace(config, model=m, optim=optim, trainer=trainer)
+    return CanonicalConfig(**{**{f.name: getattr(config, f.name) for f in dataclasses.fields(Config)},
+                              "model": m, "optim": optim, "trainer": trainer})
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> CanonicalConfig:
     """The canonical config of a run to train here: a YAML file and `key=value` overrides, its data on disk."""
     data = read_yaml(path) if path else {}
     data = merge(data, dict(parse_override(o) for o in overrides))

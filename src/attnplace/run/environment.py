@@ -59,7 +59,7 @@ def hardware_of(environment: dict) -> str | None:
 
 def hardware_kind(environment: dict) -> str | None:
     """The hardware kind a run's seed block is bound to: what the Ray node it trained on declared at
-    `ray start` (README, "On a cluster"), else what its probe saw (`hardware_of`)."""
+    `ray start` (docs/grids.md, "On a cluster"), else what its probe saw (`hardware_of`)."""
     return environment.get("declared_hardware") or hardware_of(environment)
 
 
@@ -70,7 +70,7 @@ DECLARED_AMOUNT = 1000  # what a node declares of it: far more than the runs it 
 
 
 def hardware_resource(kind: str) -> str:
-    """The Ray resource by which a node declares hardware kind `kind` at `ray start` (README, "On a cluster").
+    """The Ray resource by which a node declares hardware kind `kind` at `ray start` (docs/grids.md, "On a cluster").
     Ray hands a node's resources to its raylet as one comma-separated list, so a kind's commas (and `%`, quotes,
     anything outside printable ASCII) are percent-escaped; the rest stays readable in `ray status`."""
     return HARDWARE_RESOURCE + quote(kind, safe=" ()@+:/")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import UserError, choose, require
 from .environment import cpu_has_bf16
+from .later import later
 
 DATASETS_WITH_FILES = ("imagefolder", "fashion-mnist")  # must exist; cifar10/100 may be downloaded into `path`
 
@@ -63,8 +64,8 @@ class OptimConfig:
     weight_decay: float = 5e-4  # never applied to norms, biases or gate scalars
     schedule: str = "cosine"  # cosine | onecycle | constant | step
     warmup_epochs: float = 1.0
-    milestones: tuple[float, ...] | None = None  # step: the epochs (fractions allowed) where lr is multiplied...
-    step_factor: float = 0.1  # ... by this (He et al.: ÷10 at 32k and 48k of 64k iterations)
+    milestones: tuple[float, ...] | None = later(None)  # step: the epochs (fractions allowed) where lr is multiplied...
+    step_factor: float = later(0.1)  # ... by this (He et al.: ÷10 at 32k and 48k of 64k iterations)
     label_smoothing: float = 0.0
     gate_lr_scale: float = 1.0  # lr multiplier for the gate scalars γ_s, γ_r and λ's logit
 

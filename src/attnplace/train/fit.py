@@ -15,7 +15,7 @@ from ..atomic import folder_errors
 from ..data import AttnDataModule
 from ..errors import UserError
 from ..models import count_flops, count_params, gate_values
-from ..run.config import Config, canonical
+from ..run.config import CanonicalConfig, Config
 from ..run.environment import hardware_here
 from ..run.record import error_line, read_record
 from .checkpoint import RunFolderCheckpointIO, resume_point
@@ -26,12 +26,13 @@ from .recorder import RunRecorder, environment
 from .telemetry import MaskTelemetry
 
 
-def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) -> dict:
+def fit(config: CanonicalConfig, *, grid: str | None = None, axes: dict | None = None) -> dict:
     """Run `config` in its run directory and return its record. A completed run is not repeated; an
-    interrupted one resumes (`resume_checkpoint`); a diverged one is recorded as `failed`. The config is made
-    canonical once, here (a grid's and `load_config`'s already are), and passed down as it is. A compile cache
-    that cannot be read is moved aside, said in one line, and the run goes on, compiling afresh (`CacheFault`)."""
-    config = canonical(config)
+    interrupted one resumes (`resume_checkpoint`); a diverged one is recorded as `failed`. The config is taken
+    and passed down as it is: canonical (`load_config`, a grid's runs). A compile cache that cannot be read is
+    moved aside, said in one line, and the run goes on, compiling afresh (`CacheFault`)."""
+    if not isinstance(config, CanonicalConfig):
+        raise TypeError(f"fit takes a canonical config (load_config, canonical), not a {type(config).__name__}")
     try:
         return fit_once(config, grid, axes, trust_cache=False)
     except CacheFault as fault:
@@ -40,7 +41,8 @@ def fit(config: Config, *, grid: str | None = None, axes: dict | None = None) ->
         return fit_once(config, grid, axes, trust_cache=True, note=str(fault))
 
 
-def fit_once(config: Config, grid: str | None, axes: dict | None, trust_cache: bool, note: str | None = None) -> dict:
+def fit_once(config: CanonicalConfig, grid: str | None, axes: dict | None, trust_cache: bool,
+             note: str | None = None) -> dict:
     """`fit`, once: unless `trust_cache`, a compile failure with a cache found on disk raises `CacheFault`."""
     run_dir = config.resolved_run_dir()
     previous = read_record(run_dir / "record.json")

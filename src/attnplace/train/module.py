@@ -8,7 +8,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..models import build_network, gate_parameters, gate_values
-from ..run.config import Config, canonical
+from ..run.config import CanonicalConfig, Config, canonical
 from ..run.config_io import from_dict
 
 
@@ -30,11 +30,13 @@ class PlacementModule(L.LightningModule):
     hold it: `PlacementModule.load_from_checkpoint(path)` rebuilds the trained network from the checkpoint alone,
     on a machine that need not have the data (reading a config never looks for it)."""
 
-    def __init__(self, config: Config | dict, num_classes: int, in_channels: int):
+    def __init__(self, config: CanonicalConfig | dict, num_classes: int, in_channels: int):
         super().__init__()
-        # `fit` resolved the preset once; a checkpoint's dict may be older than configs that hold it resolved
-        # (`auto`), so canonical makes it concrete, as the run that wrote it did.
-        self.config: Config = canonical(from_dict(Config, config)) if isinstance(config, dict) else config
+        # A checkpoint's dict may be older than configs that hold the preset resolved (`auto`), so canonical
+        # makes it concrete, as the run that wrote it did.
+        if not isinstance(config, dict | CanonicalConfig):
+            raise TypeError(f"PlacementModule takes a canonical config or a saved config's dict, not a {type(config)}")
+        self.config = canonical(from_dict(Config, config)) if isinstance(config, dict) else config
         self.save_hyperparameters({"config": self.config.to_dict(), "num_classes": num_classes,
                                    "in_channels": in_channels})
         t = self.config.trainer

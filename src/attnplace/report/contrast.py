@@ -1,0 +1,78 @@
+"""A paired contrast across groups: two values of one non-placement axis, variant by variant, paired by seed.
+
+A report compares the variants of one group, which share every non-placement axis (runs.py), so lr 0.1 and
+lr 0.2, or BatchNorm and GroupNorm, are never compared there. `report.contrast: AXIS=BEFORE,AFTER` asks
+across them, in two families:
+    change:  Δ_v = acc(v @ AFTER) − acc(v @ BEFORE), per variant v present at both values;
+    gap:     (acc(v @ AFTER) − acc(base @ AFTER)) − (acc(v @ BEFORE) − acc(base @ BEFORE)), per non-baseline v,
+             base its group's baseline: does changing the axis move the placement's gain or loss?
+Every Δ is a paired comparison on the seeds both sides completed (`stats.compare`), with Holm over its family and
+TOST at the report's margin, like every other comparison. Pure pandas on the runs frame; formatting is in
+contrast_tables.py.
+"""
+
+import pandas as pd
+
+from ..errors import UserError
+from ..run.report_settings import ReportSettings
+from . import stats
+from .runs import PLACEMENT, axis_columns, label, value_text
+from .summary import accuracies, variant_table
+
+COLUMNS = ["family", "variant", "after", "before", *stats.COMPARISON_COLUMNS]
+
+
+def contrast(runs: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
+    """The two families as one frame (`COLUMNS`, then the axis, both values as labels write them, the metric
+    and the margin), changes first; empty when the settings ask for no contrast."""
+    if settings.contrast is None:
+        return pd.DataFrame(columns=COLUMNS)
+    axis, before, after = settings.contrast_values()
+    variants = variant_table(runs, settings.baseline)
+    _check(axis, (before, after), variants)
+    acc = accuracies(runs, settings.metric, variants["variant"])
+    rest = [a for a in axis_columns(runs) if a != axis]  # what a variant is, the axis left out
+    at = {value: {tuple(row[rest]): row for _, row in variants[variants[axis].map(_same(value))].iterrows()}
+          for value in (before, after)}
+    baseline_of = variants[variants["baseline"]].set_index("group")["variant"]
+
+    def gap(row: pd.Series) -> pd.Series:  # seed -> the variant's difference to its group's baseline
+        return acc.loc[row["variant"]] - acc.loc[baseline_of[row["group"]]]
+
+    families = {"change": [], "gap": []}
+    for key in [key for key in at[after] if key in at[before]]:  # the report's order
+        a, b = at[after][key], at[before][key]
+        name = label(key, rest)
+        families["change"].append((name, a, b, stats.compare(acc.loc[a["variant"]], acc.loc[b["variant"]])))
+        if not a["baseline"] and a["group"] in baseline_of and b["group"] in baseline_of:
+            base = variants.set_index("variant").loc[baseline_of[a["group"]], rest]
+            families["gap"].append((f"{name} − {label(tuple(base), rest)}", a, b, stats.compare(gap(a), gap(b))))
+    margin = settings.equivalence_margin / 100
+    frames = [stats.family([c for *_, c in rows], margin)
+              .assign(family=name, variant=[n for n, *_ in rows], after=[a["variant"] for _, a, _, _ in rows],
+                      before=[b["variant"] for _, _, b, _ in rows])
+              for name, rows in families.items() if rows]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    return frame[COLUMNS].assign(axis=axis, before_value=value_text(before), after_value=value_text(after),
+                                 metric=settings.metric, equivalence_margin=settings.equivalence_margin)
+
+
+def _same(value):
+    """Whether a runs-frame value is `value` as the settings spell it (0.1, False, `32-true`, `[2, 3]`)."""
+    return lambda v: v == value or str(v) == str(value) or (isinstance(value, list) and v == str(value))
+
+
+def _check(axis: str, values: tuple, variants: pd.DataFrame) -> None:
+    """The axis is one the report varies and places in groups, and both values occur."""
+    grouping = [a for a in variants.columns if "." in a and a not in PLACEMENT]
+    if axis in PLACEMENT and axis in variants:
+        raise UserError(f"report.contrast: {axis!r} is a placement axis, whose variants each group compares "
+                        f"already; valid: {', '.join(grouping) or 'none (this report has no other axis)'}")
+    if axis not in grouping:
+        raise UserError(f"report.contrast: {axis!r} is not an axis of this report; "
+                        f"valid: {', '.join(grouping) or 'none (this report has no non-placement axis)'}")
+    present = list(dict.fromkeys(variants[axis].dropna()))
+    for value in values:
+        if not any(map(_same(value), present)):
+            raise UserError(f"report.contrast: {axis} has no value {value!r} in this report; "
+                            f"valid: {', '.join(map(str, present))}")
