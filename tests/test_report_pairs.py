@@ -251,8 +251,11 @@ def test_a_factorial_against_another_baseline_leaves_the_plain_block_outside(tmp
 
 
 def test_committed_grid_files_say_how_their_tables_read():
-    for name in ("gate_init", "gate_lr_cpu", "stage_placement"):
-        assert yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())["report"]["metric"] == "val_acc", name
+    assert yaml.safe_load((EXPERIMENTS / "gate_lr_cpu.yaml").read_text())["report"]["metric"] == "val_acc"
+    lr_tuned = yaml.safe_load((EXPERIMENTS / "lr_tuned_cpu.yaml").read_text())["report"]  # chooses, then confirms
+    assert (lr_tuned["tune"], lr_tuned["choose_on"], lr_tuned["equivalence_margin"]) == ("optim.lr", [0, 1, 2], 0.5)
+    assert len(load_grid(EXPERIMENTS / "lr_tuned_cpu.yaml").runs) == 45
+    assert len(load_grid(EXPERIMENTS / "p4_advice_cpu.yaml").runs) == 30  # 6 variants: one option moved at a time
     assert yaml.safe_load((EXPERIMENTS / "gate_lr_cpu.yaml").read_text())["report"]["baseline"] == \
         "p3c/gate_lr_scale=1"
     where_and_how = load_grid(EXPERIMENTS / "where_and_how_cpu.yaml")  # its report section is valid, too
