@@ -38,8 +38,20 @@ def comparable(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in entry.items() if k != "train_seconds"} for entry in history]
 
 
-def wandb_records(run_dir: Path):
-    """Every record of the offline run's `.wandb` file, decoded with wandb's own protobuf classes.
+def wandb_records(run_dir: Path, wait_s: float = 60.0) -> list:
+    """Every record of the offline run's `.wandb` file, once its `exit` record is on disk: `run.finish()` returns
+    before wandb's service process has written the last records, and on a loaded machine the file can still lack
+    them (its final summary, say) when the test reads it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        records = list(_records_on_disk(run_dir))
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def _records_on_disk(run_dir: Path):
+    """Every record the offline run's `.wandb` file holds so far, decoded with wandb's own protobuf classes.
 
     The file is a LevelDB-style log (wandb 0.31 ships no Python reader): a 7-byte `:W&B` header, then
     32 KiB blocks of chunks, each `crc32c(4) length(2, LE) type(1)` + payload; type 1 = whole record,
@@ -56,6 +68,8 @@ def wandb_records(run_dir: Path):
         if left < 7 or kind == 0:
             pos += left
             continue
+        if pos + 7 + length > len(data):  # a chunk still being written
+            return
         pieces.append(data[pos + 7:pos + 7 + length])
         pos += 7 + length
         if kind in (1, 4):
