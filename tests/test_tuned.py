@@ -73,9 +73,10 @@ def test_the_report_writes_the_choices_and_the_confirmed_table(tmp_path, capsys)
 
 @pytest.mark.parametrize("settings, message", [
     ({"tune": "optim.wd", "choose_on": (0, 1, 2)},
-     r"^report.tune: 'optim.wd' is no non-placement axis this grid varies; valid: optim.lr$"),
+     r"^report.tune: 'optim.wd' is no axis this report varies outside the placement; valid: optim.lr$"),
     ({"tune": "model.pattern", "choose_on": (0, 1, 2)},
-     r"^report.tune: 'model.pattern' is no non-placement axis this grid varies; valid: optim.lr$"),
+     r"^report.tune: 'model.pattern' is a placement axis, whose variants each group compares already; "
+     r"valid: optim.lr$"),
     ({"tune": "optim.lr", "choose_on": (0, 7)},
      r"^report.choose_on: seed 7 is no counted seed block of this report; valid: 0, 1, 2, 3, 4$"),
     ({"tune": "optim.lr"}, r"^tune='optim.lr' needs choose_on: the seed blocks that choose, e.g. \[0, 1, 2\]$"),

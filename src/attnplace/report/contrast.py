@@ -16,7 +16,7 @@ import pandas as pd
 from ..errors import UserError
 from ..run.report_settings import ReportSettings
 from . import stats
-from .runs import PLACEMENT, axis_columns, label, value_text
+from .runs import labels_across, value_text
 from .summary import accuracies, variant_table
 
 COLUMNS = ["family", "variant", "after", "before", *stats.COMPARISON_COLUMNS]
@@ -29,24 +29,25 @@ def contrast(runs: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     axis, before, after = settings.contrast_values()
     variants = variant_table(runs, settings.baseline)
-    _check(axis, (before, after), variants)
+    variants = variants.assign(across=labels_across(variants, axis, "report.contrast"),
+                               value=variants[axis].map(value_text))
+    _check_values(axis, (before, after), variants)
     acc = accuracies(runs, settings.metric, variants["variant"])
-    rest = [a for a in axis_columns(runs) if a != axis]  # what a variant is, the axis left out
-    at = {value: {tuple(row[rest]): row for _, row in variants[variants[axis].map(_same(value))].iterrows()}
+    at = {value: {row["across"]: row for _, row in variants[variants["value"].eq(value_text(value))].iterrows()}
           for value in (before, after)}
     baseline_of = variants[variants["baseline"]].set_index("group")["variant"]
+    across = variants.set_index("variant")["across"]
 
     def gap(row: pd.Series) -> pd.Series:  # seed -> the variant's difference to its group's baseline
         return acc.loc[row["variant"]] - acc.loc[baseline_of[row["group"]]]
 
     families = {"change": [], "gap": []}
-    for key in [key for key in at[after] if key in at[before]]:  # the report's order
-        a, b = at[after][key], at[before][key]
-        name = label(key, rest)
+    for name in [name for name in at[after] if name in at[before]]:  # the report's order
+        a, b = at[after][name], at[before][name]
         families["change"].append((name, a, b, stats.compare(acc.loc[a["variant"]], acc.loc[b["variant"]])))
         if not a["baseline"] and a["group"] in baseline_of and b["group"] in baseline_of:
-            base = variants.set_index("variant").loc[baseline_of[a["group"]], rest]
-            families["gap"].append((f"{name} − {label(tuple(base), rest)}", a, b, stats.compare(gap(a), gap(b))))
+            base = across[baseline_of[a["group"]]]
+            families["gap"].append((f"{name} − {base}", a, b, stats.compare(gap(a), gap(b))))
     margin = settings.equivalence_margin / 100
     frames = [stats.family([c for *_, c in rows], margin)
               .assign(family=name, variant=[n for n, *_ in rows], after=[a["variant"] for _, a, _, _ in rows],
@@ -57,22 +58,10 @@ def contrast(runs: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
                                  metric=settings.metric, equivalence_margin=settings.equivalence_margin)
 
 
-def _same(value):
-    """Whether a runs-frame value is `value` as the settings spell it (0.1, False, `32-true`, `[2, 3]`)."""
-    return lambda v: v == value or str(v) == str(value) or (isinstance(value, list) and v == str(value))
-
-
-def _check(axis: str, values: tuple, variants: pd.DataFrame) -> None:
-    """The axis is one the report varies and places in groups, and both values occur."""
-    grouping = [a for a in variants.columns if "." in a and a not in PLACEMENT]
-    if axis in PLACEMENT and axis in variants:
-        raise UserError(f"report.contrast: {axis!r} is a placement axis, whose variants each group compares "
-                        f"already; valid: {', '.join(grouping) or 'none (this report has no other axis)'}")
-    if axis not in grouping:
-        raise UserError(f"report.contrast: {axis!r} is not an axis of this report; "
-                        f"valid: {', '.join(grouping) or 'none (this report has no non-placement axis)'}")
-    present = list(dict.fromkeys(variants[axis].dropna()))
+def _check_values(axis: str, values: tuple, variants: pd.DataFrame) -> None:
+    """Both values occur, compared as a grid file writes them (0.1, False, `32-true`, `[2, 3]`)."""
+    present = list(dict.fromkeys(variants[axis].dropna().map(value_text)))
     for value in values:
-        if not any(map(_same(value), present)):
+        if value_text(value) not in present:
             raise UserError(f"report.contrast: {axis} has no value {value!r} in this report; "
-                            f"valid: {', '.join(map(str, present))}")
+                            f"valid: {', '.join(present)}")

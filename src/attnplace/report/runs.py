@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from ..errors import UserError
 from ..run.config import PLACEMENT_AXES
 from ..run.environment import hardware_kind
 from ..run.record import run_ended
@@ -148,6 +149,20 @@ def label(key: tuple, axes: list[str]) -> str:
     parts = [value_text(v) if a in DEFAULT_AXES else f"{a.rsplit('.', 1)[-1]}={value_text(v)}"
              for a, v in zip(axes, key) if v is not None]
     return "/".join(parts)
+
+
+def labels_across(frame: pd.DataFrame, axis: str, key: str) -> list[str]:
+    """Each row's variant label with `axis` left out: one variant across the values of a non-placement axis
+    (`report.contrast`, `report.tune`). An axis the frame does not vary outside the placement is a UserError
+    under `key`."""
+    axes = axis_columns(frame)
+    varied = [a for a in axes if a not in PLACEMENT and frame[a].nunique() > 1]
+    if axis not in varied:
+        why = ("a placement axis, whose variants each group compares already" if axis in PLACEMENT
+               else "no axis this report varies outside the placement")
+        raise UserError(f"{key}: {axis!r} is {why}; valid: {', '.join(varied) or 'none'}")
+    rest = [a for a in axes if a != axis]
+    return [label(tuple(v for a, v in zip(axes, k) if a != axis), rest) for k in variant_keys(frame)]
 
 
 def value_text(value) -> str:

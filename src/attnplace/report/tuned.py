@@ -23,7 +23,7 @@ import pandas as pd
 from ..errors import UserError
 from ..run.report_settings import ReportSettings
 from . import stats
-from .runs import PLACEMENT, axis_columns, label, value_text, variant_keys
+from .runs import labels_across, value_text
 from .summary import summarize
 
 CHOOSE_METRIC = "val_acc"  # exploring: the validation split
@@ -49,10 +49,8 @@ def tune(runs: pd.DataFrame, settings: ReportSettings) -> Tuned | None:
     if settings.tune is None:
         return None
     axis, choose_on = settings.tune, tuple(settings.choose_on)
-    _check(axis, choose_on, runs)
-    rest = [a for a in axis_columns(runs) if a != axis]
-    runs = runs.assign(variant=[label(tuple(v for a, v in zip(axis_columns(runs), key) if a != axis), rest)
-                                for key in variant_keys(runs)])
+    runs = runs.assign(variant=labels_across(runs, axis, "report.tune"))
+    _check_blocks(choose_on, runs)
     choices = _choose(runs[runs["seed"].isin(choose_on)], axis, sorted(set(runs[axis].dropna())))
     confirm_on = tuple(sorted(set(runs["seed"]) - set(choose_on)))
     chosen = runs["variant"].map(choices.set_index("variant")["chosen"])
@@ -92,13 +90,8 @@ def _choose(runs: pd.DataFrame, axis: str, values: list) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "chosen", "chosen_val_mean", "edge", "scores"])
 
 
-def _check(axis: str, choose_on: tuple[int, ...], runs: pd.DataFrame) -> None:
-    """The axis is a non-placement axis the grid varies, the choose blocks are counted blocks, and their runs
-    recorded validation accuracy."""
-    varied = [a for a in axis_columns(runs) if a not in PLACEMENT and runs[a].nunique() > 1]
-    if axis not in varied:
-        raise UserError(f"report.tune: {axis!r} is no non-placement axis this grid varies; "
-                        f"valid: {', '.join(varied) or 'none (this grid varies no such axis)'}")
+def _check_blocks(choose_on: tuple[int, ...], runs: pd.DataFrame) -> None:
+    """The choose blocks are counted blocks, and their runs recorded validation accuracy."""
     seeds = sorted(set(runs["seed"]))
     if missing := [s for s in choose_on if s not in seeds]:
         raise UserError(f"report.choose_on: seed {', '.join(map(str, missing))} is no counted seed block of this "
