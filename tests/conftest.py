@@ -1,5 +1,6 @@
 """Fixtures shared by several test files."""
 
+import csv
 import time
 from pathlib import Path
 
@@ -36,6 +37,12 @@ def shared_cifar(tmp_path_factory):
 def comparable(history: list[dict]) -> list[dict]:
     """A record's history without its wall-clock fields, which differ between two identical runs."""
     return [{k: v for k, v in entry.items() if k != "train_seconds"} for entry in history]
+
+
+def logged_rows(run_dir: Path) -> list[dict]:
+    """metrics.csv, Lightning's per-step log of a run, as a user reads it."""
+    with open(run_dir / "metrics.csv", newline="") as file:
+        return list(csv.DictReader(file))
 
 
 def wandb_records(run_dir: Path, wait_s: float = 60.0) -> list:

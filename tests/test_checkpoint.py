@@ -19,7 +19,7 @@ from attnplace.run.config import load_config
 from attnplace.train.fit import fit, make_datamodule, make_trainer
 from attnplace.train.module import PlacementModule
 from attnplace.train.recorder import RunRecorder
-from conftest import comparable
+from conftest import comparable, logged_rows
 from dataset_files import image_tree, write_tree
 from test_train import TINY
 
@@ -142,12 +142,20 @@ def test_ctrl_c_ends_the_process_and_leaves_the_run_to_resume(tmp_path, monkeypa
 
     monkeypatch.setattr(fit_module, "make_trainer", pressing_ctrl_c)
     with pytest.raises(SystemExit):
-        fit(small(tmp_path / "run"))
+        fit(small(tmp_path / "run", "trainer.gate_log_every_n_steps=1"))
     record = json.loads((tmp_path / "run" / "record.json").read_text())
     assert record["status"] == "running" and [h["epoch"] for h in record["history"]] == [0]
     monkeypatch.setattr(fit_module, "make_trainer", make)
-    again = fit(small(tmp_path / "run"))
+    again = fit(small(tmp_path / "run", "trainer.gate_log_every_n_steps=1"))
     assert again["status"] == "completed" and [s["from_epoch"] for s in again["sessions"]] == [0, 1]
+    # metrics.csv keeps the first session's epoch 0 (Lightning's writer would delete it), and epoch 1 once.
+    rows = logged_rows(tmp_path / "run")
+    val = [(int(r["epoch"]), float(r["val_acc"])) for r in rows if r["val_acc"]]
+    assert val == [(h["epoch"], pytest.approx(h["val_acc"])) for h in again["history"]]
+    steps = [(int(r["epoch"]), int(r["step"])) for r in rows if r["train_loss_step"]]
+    assert [s for _, s in steps] == sorted({s for _, s in steps}) and {e for e, _ in steps} == {0, 1}
+    assert [r["test_acc"] for r in rows if r["test_acc"]] == [str(again["metrics"]["test_acc"])]
+    assert not (tmp_path / "run" / "metrics.earlier.csv").exists()
 
 
 class Killed(BaseException):

@@ -21,7 +21,7 @@ from attnplace.run.config import identity, load_config
 from attnplace.train.fit import fit
 from attnplace.train.module import PlacementModule
 from attnplace.run.provenance import code_version, git_commit, source_hash
-from conftest import SHARED_TARBALL, comparable, wandb_records
+from conftest import SHARED_TARBALL, comparable, logged_rows, wandb_records
 
 TINY = ["data.name=synthetic", "data.path=null", "data.val_size=100", "data.batch_size=50",
         "data.synthetic={num_train: 600, num_test: 100, image_size: 16}", "model.backbone=resnet20",
@@ -193,6 +193,9 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     assert b["status"] == "completed" and len(b["history"]) == epochs
     assert comparable(a["history"]) == comparable(b["history"])
     assert a["metrics"]["test_acc"] == b["metrics"]["test_acc"]
+    # metrics.csv too: the killed session's epochs stay, and the epoch the kill cut is logged once
+    la, lb = ([(r["epoch"], r["val_acc"]) for r in logged_rows(d) if r["val_acc"]] for d in (whole, resumed))
+    assert la == lb and len(la) == epochs
     wa, wb = (torch.load(d / "last.ckpt", weights_only=False)["state_dict"] for d in (whole, resumed))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 

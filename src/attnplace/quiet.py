@@ -13,6 +13,7 @@ OUR_OWN_USE = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning's pytree helper on newer torch
     r"The number of training batches \(\d+\) is smaller than the logging interval",  # short epochs, by design
     r"Checkpoint directory .* exists and is not empty",  # our run dir holds last.ckpt on purpose (resume)
+    r"Experiment logs directory .* exists and is not empty",  # a resume keeps metrics.csv's rows (csv_log.py)
 )
 # Lightning's start-up banner (GPU/TPU available, tips) and "fit stopped: max_epochs reached" lines.
 CHATTY_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import WandbLogger
 
 from ..atomic import folder_errors
 from ..data import AttnDataModule
@@ -21,6 +21,7 @@ from ..run.record import error_line, read_record
 from .checkpoint import RunFolderCheckpointIO, resume_point
 from .compiling import (CacheFault, cache_fault, cache_identity, compile_cache_dir, compile_summary, forget_compiled,
                         start_counting, use_compile_cache)
+from .csv_log import EarlierRows, csv_logger
 from .module import DivergedError, PlacementModule
 from .recorder import RunRecorder, environment
 from .telemetry import MaskTelemetry
@@ -170,9 +171,11 @@ def make_trainer(config: Config, run_dir: Path, recorder: RunRecorder, axes: dic
                                          save_top_k=1, save_on_train_epoch_end=True, enable_version_counter=False))
     if t.progress_bar:
         callbacks.append(TrainingProgressBar())
+    loggers = make_loggers(config, run_dir, axes)
+    callbacks.append(EarlierRows(loggers[0]))
     return L.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=1, precision=t.precision,
-        deterministic=t.deterministic, logger=make_loggers(config, run_dir, axes), callbacks=callbacks,
+        deterministic=t.deterministic, logger=loggers, callbacks=callbacks,
         log_every_n_steps=t.gate_log_every_n_steps, enable_progress_bar=t.progress_bar,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=run_dir,
         # no_grad, not inference_mode, for validation and test: a compiled graph guards on the tensors' dispatch
@@ -194,7 +197,7 @@ class TrainingProgressBar(TQDMProgressBar):
 
 
 def make_loggers(config: Config, run_dir: Path, axes: dict | None = None) -> list:
-    loggers = [CSVLogger(save_dir=run_dir, name="", version="")]
+    loggers = [csv_logger(run_dir)]
     if config.logger == "wandb":
         m = config.model
         loggers.append(WandbLogger(
