@@ -58,6 +58,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from .grid.seed_blocks import schedule
     from .grid.runner import auto_workers, dry_run_table, hardware_here_of, run_grid
     from .grid.spec import load_grid
+    from .report.console import report
     from .report.records import NoCompleteBlock
 
     grid = load_grid(args.grid, args.overrides)
@@ -82,6 +83,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .report.console import report
+
     report(args.results_dir, wandb=args.wandb, wide=args.wide, allow_mixed_environments=args.allow_mixed_environments,
            baseline=args.baseline, metric=args.metric, equivalence_margin=args.equivalence_margin,
            within=tuple(args.within) if args.within else None,
@@ -138,35 +141,6 @@ def cmd_hardware(args: argparse.Namespace) -> int:
     print("declare it when this machine's Ray node starts, e.g.")
     print(f"  ray start --address=HEAD_IP:6379 {resources}")
     return 0
-
-
-def report(results_dir, wandb: bool = False, allow_mixed_environments: bool = False, wide: bool = False,
-           **settings) -> None:
-    """Write the tables and plots, print the summary table, the omnibus (and factorial) tests and what could
-    not be read; with `wandb`, also log them as the grid's W&B summary run. `settings` override grid.json's
-    `report:`."""
-    from .report.build import write_report
-    from .report.tables import factorial_lines, format_contrast_markdown, format_summary, omnibus_lines, tuned_lines
-
-    result = write_report(results_dir, allow_mixed_environments, **settings)
-    for problem in result.problems:
-        say(f"skipped: {problem}", file=sys.stderr)
-    print(format_summary(result.summary, wide))
-    for line in result.caveats + result.notes + omnibus_lines(result.omnibus) + factorial_lines(result.factorial):
-        say(line)
-    if len(result.contrast):
-        title, *table = format_contrast_markdown(result.contrast).splitlines()
-        say(title)
-        print("\n".join(table))
-    if result.tuned is not None:
-        for line in tuned_lines(result.tuned):
-            say(line)
-        print(format_summary(result.tuned.summary, wide) if len(result.tuned.summary) else "no confirm block yet")
-    say(f"tables and plots: {', '.join(sorted(Path(p).name for p in result.written))} in {results_dir}")
-    if wandb:
-        from .report.dashboard import log_summary_run
-
-        say(f"W&B summary run: {log_summary_run(result, results_dir)}")
 
 
 def seeds_arg(text: str) -> tuple[int, ...]:
