@@ -67,7 +67,8 @@ def test_a_grid_file_s_contrast_travels_in_grid_json(tmp_path):
 @pytest.mark.parametrize("contrast, message", [
     ("optim.lr", r"^contrast='optim.lr' is invalid; valid: AXIS=BEFORE,AFTER \(e.g. optim.lr=0.1,0.2\)$"),
     ("optim.lr=0.1,0.2,0.3", r"^contrast='optim.lr=0.1,0.2,0.3' is invalid; valid: AXIS=BEFORE,AFTER"),
-    ("optim.wd=0.1,0.2", r"^report.contrast: 'optim.wd' is no axis this report varies outside the placement; valid: optim.lr$"),
+    ("optim.wd=0.1,0.2", r"^report.contrast: 'optim.wd' is no axis this report varies outside the placement; "
+                         r"valid: optim.lr$"),
     ("model.pattern=none,p2", r"^report.contrast: 'model.pattern' is a placement axis, whose variants each group "
                               r"compares already; valid: optim.lr$"),
     ("optim.lr=0.1,0.3", r"^report.contrast: optim.lr has no value 0.3 in this report; valid: 0.1, 0.2$"),

@@ -59,8 +59,8 @@ def contrast(runs: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
 
 
 def _check_values(axis: str, values: tuple, variants: pd.DataFrame) -> None:
-    """Both values occur, compared as a grid file writes them (0.1, False, `32-true`, `[2, 3]`)."""
-    present = list(dict.fromkeys(variants[axis].dropna().map(value_text)))
+    """Both values occur, compared as a grid file writes them (`value`: 0.1, False, `32-true`, `[2, 3]`)."""
+    present = list(dict.fromkeys(variants.loc[variants[axis].notna(), "value"]))
     for value in values:
         if value_text(value) not in present:
             raise UserError(f"report.contrast: {axis} has no value {value!r} in this report; "

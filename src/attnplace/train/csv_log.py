@@ -1,11 +1,11 @@
 """metrics.csv across a resume: the rows of the sessions before it stay.
 
 Lightning's CSV writer deletes the metrics.csv it finds when it starts (`_ExperimentWriter._check_log_dir_exists`,
-with a warning), so a resumed run's file would hold only the epochs since its last resume. The record's history
-keeps every epoch, but metrics.csv is the per-step log a user plots (quiet.py hides the warning). So before `trainer.fit` the old file is
-renamed aside, and when training starts, at the epoch the checkpoint restored, its rows of the epochs before that
-one are written back, ahead of what this session logs. Rows logged after the last checkpoint (the epoch a kill
-interrupted) are dropped: this session logs that epoch again.
+with a warning, which quiet.py hides), so a resumed run's file would hold only the epochs since its last resume.
+The record's history keeps every epoch, but metrics.csv is the per-step log a user plots. So before `trainer.fit`
+the old file is renamed aside, and when training starts, at the epoch the checkpoint restored, its rows of the
+epochs before that one are written back, ahead of what this session logs. Rows logged after the last checkpoint
+(the epoch a kill interrupted) are dropped: this session logs that epoch again.
 """
 
 import csv
