@@ -94,6 +94,31 @@ def test_baseline_flag_compares_every_variant_with_the_one_named(tmp_path):
     assert str(err.value) == "baseline 'p9/se' is not a variant of this report; valid: none, p1/se, p2/se, p3/se"
 
 
+def test_the_primary_contrast_named_in_the_grid_is_marked_and_stated_first(tmp_path, capsys):
+    root = _four_variants(tmp_path)
+    grid = json.loads((root / "grid.json").read_text())
+    (root / "grid.json").write_text(json.dumps({**grid, "report": {"primary": "p2/se"}}))
+    assert main(["report", str(root)]) == 0
+    summary = pd.read_csv(root / "summary.csv").set_index("variant")
+    assert summary["primary"].to_dict() == {"none": False, "p1/se": False, "p2/se": True, "p3/se": False}
+    p2 = summary.loc["p2/se"]  # tested like the others: Holm over the 3 comparisons with none
+    d = np.subtract(ACCS["p2"], ACCS["none"])
+    assert p2["p_value"] == pytest.approx(stats.ttest_rel(ACCS["p2"], ACCS["none"]).pvalue)
+    assert p2["p_holm"] > p2["p_value"]
+    stated = (f"primary contrast, named in advance: p2/se against none: {100 * d.mean():+.2f} "
+              f"[{100 * p2['diff_ci_low']:+.2f}, {100 * p2['diff_ci_high']:+.2f}] pp over 4 pairs")
+    out = capsys.readouterr().out
+    assert stated in out and out.index(stated) < out.index("Friedman")  # stated before every other line
+    md = (root / "summary.md").read_text()
+    assert f"- {stated}" in md and "| p2/se (primary) |" in md and "| p1/se |" in md
+    for name, message in (("p9", "primary 'p9' is not a variant of this report; valid: none, p1/se, p2/se, p3/se"),
+                          ("none", "primary 'none' is the baseline; valid: a variant compared with it, "
+                                   "p1/se, p2/se, p3/se")):
+        with pytest.raises(UserError) as err:
+            build_report(root, primary=name)
+        assert str(err.value) == message
+
+
 def test_a_placement_baseline_applies_in_every_group(tmp_path):
     axes = ("model.backbone", "model.pattern", "model.attention", "seed")
     recs = [record(p, s, 0.8 + 0.01 * s + (0.02 if p == "p1" else 0), backbone=b, axes=axes)
@@ -142,8 +167,8 @@ def test_a_grid_report_section_sets_the_baseline_and_metric(tmp_path, capsys):
 
 @pytest.mark.parametrize("section, message", [
     ({"baseline": "p1", "metrc": "val_acc"}, "unknown key 'report.metrc'; valid: report.baseline, report.metric, "
-                                             "report.equivalence_margin, report.within, report.factorial, report.contrast, "
-                                             "report.tune, report.choose_on"),
+                                             "report.equivalence_margin, report.primary, report.within, "
+                                             "report.factorial, report.contrast, report.tune, report.choose_on"),
     ({"metric": "best_val_acc"}, "report.metric='best_val_acc' is invalid; valid: test_acc, val_acc"),
     ({"equivalence_margin": "wide"}, "report.equivalence_margin: expected float, got 'wide'"),
 ])

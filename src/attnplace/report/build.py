@@ -25,7 +25,7 @@ from .records import load
 from ..run.report_settings import REPORT_METRICS, ReportSettings, report_settings
 from .summary import EPOCH_OF, factorial, omnibus, pairs, summarize
 from .tables import (factorial_lines, format_contrast_markdown, format_curves_markdown, format_latex, format_markdown,
-                     format_pairs_markdown, omnibus_lines, tuned_lines)
+                     format_pairs_markdown, omnibus_lines, primary_lines, tuned_lines)
 from .trajectories import gate_frames, mask_frames
 from .tuned import Tuned, tune, tuned_table
 
@@ -171,7 +171,8 @@ def _markdown_document(results_dir: Path, report: Report) -> str:
              "difference these seeds detect with 80% power at the observed SD of the differences, and the seeds "
              f"±{margin:g} pp would need; the mean rank (1 = best) and wins on the seeds every variant completed.",
              "", format_markdown(report.summary), ""]
-    parts += [f"- {line}" for line in report.caveats + report.notes if line not in report.block_notes]
+    lines = primary_lines(report.summary) + report.caveats + report.notes
+    parts += [f"- {line}" for line in lines if line not in report.block_notes]
     parts += ["", "## Seed blocks", "", *(f"- {line}" for line in block_lines(report.blocks)),
               f"- {_hardware_note(report.runs, report.hardware)}"]
     parts += ["", "## Every variant against every other (pairs.csv, pairs.png)", "",

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from ..terminal import say
 from .build import write_report
-from .tables import factorial_lines, format_contrast_markdown, format_summary, omnibus_lines, tuned_lines
+from .tables import (factorial_lines, format_contrast_markdown, format_summary, omnibus_lines, primary_lines,
+                     tuned_lines)
 
 
 def report(results_dir, wandb: bool = False, allow_mixed_environments: bool = False, wide: bool = False,
@@ -17,7 +18,8 @@ def report(results_dir, wandb: bool = False, allow_mixed_environments: bool = Fa
     for problem in result.problems:
         say(f"skipped: {problem}", file=sys.stderr)
     print(format_summary(result.summary, wide))
-    for line in result.caveats + result.notes + omnibus_lines(result.omnibus) + factorial_lines(result.factorial):
+    for line in [*primary_lines(result.summary), *result.caveats, *result.notes, *omnibus_lines(result.omnibus),
+                 *factorial_lines(result.factorial)]:
         say(line)
     if len(result.contrast):
         title, *table = format_contrast_markdown(result.contrast).splitlines()

@@ -19,7 +19,7 @@ from .runs import BASELINE, PATTERN, PLACEMENT, axis_columns, label, placement_l
 
 COSTS = ("params", "flops", "train_images_per_s")
 EPOCH_OF = {"test_acc": "tested_epoch", "val_acc": "final_epoch"}  # the epoch whose weights a metric reads
-SUMMARY_COLUMNS = ["variant", "group", "baseline", "n", "acc_mean", "acc_std", "ci_low", "ci_high", "failures",
+SUMMARY_COLUMNS = ["variant", "group", "baseline", "primary", "n", "acc_mean", "acc_std", "ci_low", "ci_high", "failures",
                    "metric", "epoch", "equivalence_margin", *stats.COMPARISON_COLUMNS, "mean_rank", "wins",
                    "baseline_acc_mean", "test_on", "acc5_mean", *COSTS]
 
@@ -27,13 +27,14 @@ SUMMARY_COLUMNS = ["variant", "group", "baseline", "n", "acc_mean", "acc_std", "
 # ---------------------------------------------------------------- the frame: variants × seeds, in groups
 
 
-def variant_table(runs: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
+def variant_table(runs: pd.DataFrame, baseline: str | None = None, primary: str | None = None) -> pd.DataFrame:
     """One row per variant, in report order: its axis values (placement axes blank on `none`), `variant`,
-    `group` (the label of its non-placement axes; "" for a one-group experiment) and `baseline`.
+    `group` (the label of its non-placement axes; "" for a one-group experiment), `baseline` and `primary`.
 
     The baseline of a group is its `model.pattern == none` variant, or the variant that `baseline` names by
     its label or by its placement part (`p1/se`: the p1/se variant of every group). It comes first in its
-    group; the rest keep the grid's order of axis values. A name that is no variant is a UserError.
+    group; the rest keep the grid's order of axis values. `primary` names the primary contrast's variant(s)
+    the same way. A name that is no variant (or a primary that is a baseline) is a UserError.
     """
     first = runs.sort_values("order", kind="stable").drop_duplicates("variant")
     axes = axis_columns(runs)
@@ -43,10 +44,17 @@ def variant_table(runs: pd.DataFrame, baseline: str | None = None) -> pd.DataFra
     table["variant"] = first["variant"].to_numpy()
     table["group"] = [label(tuple(v for a, v in zip(axes, k) if a not in PLACEMENT), group_axes) for k in keys]
     placements = pd.Series([placement_label(k, axes) for k in keys])
-    table["baseline"] = table[PATTERN].eq(BASELINE) if baseline is None else \
-        table["variant"].eq(baseline) | placements.eq(baseline)
-    if baseline is not None and not table["baseline"].any():
-        raise UserError(f"baseline {baseline!r} is not a variant of this report; valid: {', '.join(table['variant'])}")
+    def named(name: str, key: str) -> pd.Series:
+        chosen = table["variant"].eq(name) | placements.eq(name)
+        if not chosen.any():
+            raise UserError(f"{key} {name!r} is not a variant of this report; valid: {', '.join(table['variant'])}")
+        return chosen
+
+    table["baseline"] = table[PATTERN].eq(BASELINE) if baseline is None else named(baseline, "baseline")
+    table["primary"] = False if primary is None else named(primary, "primary")
+    if (table["primary"] & table["baseline"]).any():
+        raise UserError(f"primary {primary!r} is the baseline; valid: a variant compared with it, "
+                        f"{', '.join(table.loc[~table['baseline'], 'variant'])}")
     table["order"] = first["order"].to_numpy()
     table["group_order"] = table.groupby("group")["order"].transform("min")
     table = table.sort_values(["group_order", "baseline", "order"], ascending=[True, False, True], kind="stable")
@@ -71,7 +79,7 @@ class Group:
 
 
 def groups(runs: pd.DataFrame, settings: ReportSettings = ReportSettings()) -> list[Group]:
-    variants = variant_table(runs, settings.baseline)
+    variants = variant_table(runs, settings.baseline, settings.primary)
     acc = accuracies(runs, settings.metric, variants["variant"])
     return [Group(name, rows, acc.loc[rows["variant"]], next(iter(rows.loc[rows["baseline"], "variant"]), None))
             for name, rows in variants.groupby("group", sort=False)]
@@ -83,9 +91,9 @@ def groups(runs: pd.DataFrame, settings: ReportSettings = ReportSettings()) -> l
 def summarize(runs: pd.DataFrame, settings: ReportSettings = ReportSettings()) -> pd.DataFrame:
     """One row per variant, in report order (group by group, baseline first).
 
-    Columns: the axis columns, variant, group, baseline; n (completed runs), acc_mean, acc_std, ci_low,
-    ci_high of `settings.metric`; failures, metric, epoch (the epoch(s) whose weights it read, counted
-    from 0), equivalence_margin (pp); against the group's baseline (`stats.against`): diff (the mean
+    Columns: the axis columns, variant, group, baseline, primary (the contrast named in advance); n (completed
+    runs), acc_mean, acc_std, ci_low, ci_high of `settings.metric`; failures, metric, epoch (the epoch(s)
+    whose weights it read, counted from 0), equivalence_margin (pp); against the group's baseline (`stats.against`): diff (the mean
     paired difference over the shared seeds, or the difference of means when unpaired), diff_ci_low,
     diff_ci_high, n_pairs, p_value, p_holm (Holm over the variants compared with one baseline), effect and
     effect_kind (d_z paired, g for Hedges' g when Welch), test ("paired", "welch" or ""), tost_p, verdict,

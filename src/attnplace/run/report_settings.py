@@ -23,6 +23,10 @@ class ReportSettings:
     baseline: str | None = None  # a variant label (or its placement part, for every group); None: pattern `none`
     metric: str = "test_acc"  # test_acc | val_acc
     equivalence_margin: float = 0.5  # percentage points: |Δ| below it counts as no difference (TOST)
+    # The one contrast named before the runs (a variant label, or its placement part, against its group's
+    # baseline): the study's question, which the tables mark and the report states first. Its test is the
+    # same as every other's (Holm over the group's comparisons, conservative); the rest are read by CI and TOST.
+    primary: str | None = None
     # Placement axes (e.g. model.gate) within each of whose values the omnibus test runs again, on the variants
     # with that value and their group's baseline: "which placement is best, for each gate form?"
     within: tuple[str, ...] = ()
