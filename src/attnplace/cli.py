@@ -77,8 +77,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
     except NoCompleteBlock as note:  # a grid stopped early: no table yet, which is no mistake of the user's
         say(f"no table yet: {note}")
     elsewhere = f", {counts['elsewhere']} being trained by another call" if counts["elsewhere"] else ""
+    retry = " (rerun with --retry-failed)" if counts["failed"] else ""
     say(f"grid {grid.name}: {counts['completed']}/{counts['runs']} runs completed, {counts['failed']} failed"
-          + (" (rerun with --retry-failed)" if counts["failed"] else "") + f"{elsewhere}; results in {grid.results_dir}")
+        f"{retry}{elsewhere}; results in {grid.results_dir}")
     return 1 if counts["failed"] or counts["completed"] + counts["elsewhere"] < counts["runs"] else 0
 
 

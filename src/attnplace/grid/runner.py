@@ -129,9 +129,10 @@ def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_fai
              address: str | None = None, gpus_per_run: float = 0.0, cpus_per_run: float = 1.0,
              allow_mixed_environments: bool = False, allow_emulated_bf16: bool = False,
              command: str | None = None, echo=say) -> dict:
-    """Run what is left of `grid`, block by block (`blocks.schedule`); return counts {"runs", "completed",
-    "failed", "elsewhere" (runs another call is training as this one ends), "to_run"}. The call, with its `command` line, is added to the results folder's `calls.jsonl`
-    (run/calls.py) however it ends, and grid.json (run/ledger.py) keeps every run it planned.
+    """Run what is left of `grid`, block by block (`blocks.schedule`); return counts {"runs", "completed", "failed",
+    "elsewhere" (runs another call is training as this one ends), "to_run"}. The call, with its `command` line, is added
+    to the results folder's `calls.jsonl` (run/calls.py) however it ends, and grid.json (run/ledger.py) keeps every run
+    it planned.
 
     When the first runs to finish all failed on the same `UserError` (missing data, say), every other run
     would too: the grid stops its workers, starts no more runs and raises that error. A block bound to other
@@ -151,7 +152,8 @@ def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_fai
     with recorded_call(grid.results_dir, command, launcher, workers, address) as call:
         call["to_run"], errors = len(todo), {}
         try:
-            follow(launch(todo, grid, launcher, workers, address, gpus_per_run, cpus_per_run, guards(plan, not allow_mixed_environments), echo),
+            checks = guards(plan, not allow_mixed_environments)
+            follow(launch(todo, grid, launcher, workers, address, gpus_per_run, cpus_per_run, checks, echo),
                    len(todo), workers, echo, errors)
         finally:
             statuses = write_status(grid, errors)

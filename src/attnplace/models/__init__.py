@@ -82,5 +82,5 @@ def count_flops(model: nn.Module, in_channels: int = 3, image_size: int | tuple[
 
 
 __all__ = ["ATTENTION", "BACKBONES", "FAMILIES", "PATTERNS", "BLOCK_OPTIONS", "BlockOptions", "backbone_block",
-           "build_model", "build_network", "ModelOptions", "convert", "count_flops", "count_params", "create_attention", "gate_parameters",
-           "gate_values", "is_external", "register_attention", "stage_count"]
+           "build_model", "build_network", "ModelOptions", "convert", "count_flops", "count_params", "create_attention",
+           "gate_parameters", "gate_values", "is_external", "register_attention", "stage_count"]

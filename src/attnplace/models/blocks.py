@@ -187,7 +187,8 @@ class BeforeResidual(ResidualBlock):
 
 @PATTERNS.register("p3c")
 class ControlledBeforeResidual(BeforeResidual):
-    """Controlled Pattern-3, p3 × mix: x~ = (1-λ)·x + λ·A(x), λ = sigmoid(logit), λ₀ = 0.1; y = σ(skip(x) + F(x~))."""
+    """Controlled Pattern-3, p3 × mix: x~ = (1-λ)·x + λ·A(x), λ = sigmoid(logit), λ₀ = 0.1;
+    y = σ(skip(x) + F(x~))."""
 
     seeds_gate = "mix"
     preset_of = ("p3", "mix")  # the same network as p3 with gate=mix: `canonical` names that p3c
@@ -292,4 +293,5 @@ def where_and_how(pattern: str, model: Mapping) -> tuple[str, str] | None:
     if pattern not in PATTERNS or (block := PATTERNS.get(pattern)).where is None:
         return None
     known = {f.name for f in fields(BlockOptions)}
-    return block.where, block.gate_form(BlockOptions(**{k: v for k, v in model.items() if k in known and v is not None}))
+    options = BlockOptions(**{k: v for k, v in model.items() if k in known and v is not None})
+    return block.where, block.gate_form(options)

@@ -10,8 +10,9 @@ Repeated-measures ANOVA beside it, on orthonormal contrasts: x_s is seed s's vec
     (q × k, orthonormal rows orthogonal to 1) spans the effect tested, y_s = C·x_s, ȳ their mean over seeds:
         SS_effect = n·‖ȳ‖²,  SS_error = Σ_s ‖y_s − ȳ‖²,  F = [SS_effect/q] / [SS_error/(q·(n − 1))],
         partial η² = SS_effect / (SS_effect + SS_error),
-    its p on ε·q and ε·q·(n − 1) df with Greenhouse–Geisser's ε = tr(S)² / (q·tr(S²)), S the q × q covariance
-    of y over seeds, which corrects for the unequal spreads (ε = 1: sphericity holds; always 1 when q = 1).
+    its p on ε·q and ε·q·(n − 1) df with Greenhouse–Geisser's ε = tr(S)² / (q·tr(S²)), S the q × q
+    covariance of y over seeds, which corrects for the unequal spreads (ε = 1: sphericity holds; always 1 when
+    q = 1).
     One-way (every variant of a group): C spans the k − 1 contrasts between variants, and SS_effect, SS_error
     are the textbook SS_variants, SS_variants×seeds.
     Factorial (the variants cross factors A, B, ... with a, b, ... levels, cells in row-major order): the

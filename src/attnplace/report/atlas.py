@@ -41,7 +41,8 @@ GATE = "model.gate"
 OWN_AXES = {PATTERN, GATE, "model.attention", "model.p4_gate"}
 SYNTHETIC = "synthetic"
 ROW_COLUMNS = ["row", "study", "group", "attention", "options", "dataset", "backbone", "train_subset",
-               "images_per_epoch", "max_epochs", "precision", "seed_blocks", "metric", "epoch", "equivalence_margin", "baseline", "baseline_mean_pct",
+               "images_per_epoch", "max_epochs", "precision", "seed_blocks", "metric", "epoch", "equivalence_margin",
+               "baseline", "baseline_mean_pct",
                "k", "n_seeds", "friedman_chi2", "friedman_df", "friedman_p", "differ", "best", "best_mean_pct", "notes"]
 CELL_COLUMNS = ["row", "study", "cell", "where", "how", "variant", "delta_pp", "ci_low_pp", "ci_high_pp", "n_pairs",
                 "test", "p_value", "p_holm", "tost_p", "equivalence_margin", "verdict", "mean_pct", "best"]

@@ -129,10 +129,10 @@ class Report:
 def build_report(results_dir: str | os.PathLike, allow_mixed_environments: bool = False, **overrides) -> Report:
     """Every table of a results dir, computed and not written.
 
-    The settings are grid.json's `report:` section with `overrides` (`baseline`, `metric`,
-    `equivalence_margin`, `within`, `factorial`, `contrast`, `tune`, `choose_on`; None keeps the section's) on top. Raises UserError if
-    nothing is readable, the runs mix experiments or (unless allowed) environments, the baseline is no variant, no
-    completed run has the metric, the `within`/`factorial` axes are no placement axes (or do not cross), the
+    The settings are grid.json's `report:` section with `overrides` (`baseline`, `metric`, `equivalence_margin`,
+    `primary`, `within`, `factorial`, `contrast`, `tune`, `choose_on`; None keeps the section's) on top. Raises
+    UserError if nothing is readable, the runs mix experiments or (unless allowed) environments, the baseline is no
+    variant, no completed run has the metric, the `within`/`factorial` axes are no placement axes (or do not cross), the
     `contrast` names no non-placement axis or value of this report, or `tune` no axis the grid varies.
     """
     results_dir = Path(results_dir)
@@ -147,9 +147,10 @@ def build_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
     tests = hardware_tests(loaded.runs, settings)
     block_notes = [counted_line(loaded.blocks, loaded.grid.wanted), *left_out_lines(loaded.blocks),
                    _hardware_note(loaded.runs, tests)]
-    return Report(loaded.records, loaded.runs, settings, summary, pairs(loaded.runs, settings),
-                  omnibus(loaded.runs, settings), factorial(loaded.runs, settings), *gate_frames(loaded.records, loaded.runs),
-                  *mask_frames(loaded.records, loaded.runs), caveats(summary, loaded.runs, loaded.records), loaded.problems,
+    records, runs = loaded.records, loaded.runs
+    return Report(records, runs, settings, summary, pairs(runs, settings), omnibus(runs, settings),
+                  factorial(runs, settings), *gate_frames(records, runs), *mask_frames(records, runs),
+                  caveats(summary, runs, records), loaded.problems,
                   loaded.notes + block_notes, blocks=loaded.blocks, hardware=tests, block_notes=block_notes,
                   curves=validation_curves(loaded.records, loaded.runs, settings),
                   contrast=contrast(loaded.runs, settings), tuned=tune(loaded.runs, settings))
@@ -165,7 +166,8 @@ def _markdown_document(results_dir: Path, report: Report) -> str:
              f"`{report.settings.metric}` over completed runs: mean ± std and t-based 95% CI (clipped to [0, 100] %), "
              f"read at the epoch shown. Δ in percentage points against the baseline of the variant's group "
              f"(`{report.settings.baseline or 'pattern none'}`; a group is the variants that share every "
-             "non-placement axis), paired on the seeds both share (`pairs`), with its 95% CI, the t-test's p-value, the Holm-corrected p-value over the comparisons with that baseline, the effect "
+             "non-placement axis), paired on the seeds both share (`pairs`), with its 95% CI, the t-test's p-value, "
+             "the Holm-corrected p-value over the comparisons with that baseline, the effect "
              f"size (d_z paired, Hedges' g unpaired), the TOST p-value for equivalence within ±{margin:g} pp and "
              "the verdict (different: Holm p < 0.05; equivalent: TOST p < 0.05; else inconclusive); the smallest "
              "difference these seeds detect with 80% power at the observed SD of the differences, and the seeds "

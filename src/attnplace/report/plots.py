@@ -64,7 +64,8 @@ def _mean_and_ci_bars(rows: pd.DataFrame) -> tuple[pd.Series, list[pd.Series]]:
     """The summary rows' mean (%) and the lengths of their 95% CI bars below and above it, the CI clipped to
     [0, 100]; a single run has no CI, so no bar rather than a misleading zero-width one."""
     mean = 100 * rows["acc_mean"]
-    return mean, [(mean - 100 * rows["ci_low"].clip(0, 1)).fillna(0), (100 * rows["ci_high"].clip(0, 1) - mean).fillna(0)]
+    low, high = 100 * rows["ci_low"].clip(0, 1), 100 * rows["ci_high"].clip(0, 1)
+    return mean, [(mean - low).fillna(0), (high - mean).fillna(0)]
 
 
 def plot_gates(gates_mean: pd.DataFrame) -> Figure | None:

@@ -9,7 +9,8 @@ Two variants a, b, paired on the k seeds both completed, dᵢ = aᵢ − bᵢ (k
     Δ = mean(d), s_d = sd(d), se = s_d/√k, df = k − 1, CI = Δ ± t₀.₉₇₅,df·se, p = 2·P(T_df > |Δ|/se),
     Cohen's d_z = Δ/s_d.
 Unpaired (fewer than two shared seeds), Welch:  Δ = mean(a) − mean(b), se = √(s_a²/n_a + s_b²/n_b),
-    df = se⁴ / ((s_a²/n_a)²/(n_a − 1) + (s_b²/n_b)²/(n_b − 1)),  Hedges' g = J·Δ/s_pooled, J = 1 − 3/(4(n_a + n_b) − 9).
+    df = se⁴ / ((s_a²/n_a)²/(n_a − 1) + (s_b²/n_b)²/(n_b − 1)),
+    Hedges' g = J·Δ/s_pooled, J = 1 − 3/(4(n_a + n_b) − 9).
 Equivalence within ±m, TOST (two one-sided t-tests on the same se and df):
     p_low = P(T_df ≥ (Δ + m)/se)  (H₀: Δ ≤ −m),  p_high = P(T_df ≤ (Δ − m)/se)  (H₀: Δ ≥ +m),
     p_TOST = max(p_low, p_high): below α exactly when the (1 − 2α) CI lies inside (−m, +m).

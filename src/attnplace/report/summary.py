@@ -1,8 +1,8 @@
 """The statistics frames of one experiment, pure pandas on the runs frame: per variant, every pair, per group.
 
 Apart from the files (`build.py`) and the formulas (`stats.py`, `anova.py`): `summarize`, `pairs`,
-`omnibus` and `factorial` only shape one frame, variant × seed → the report's metric (`accuracies`), cut into groups, the variants
-that share every non-placement axis and so are compared with each other and with their baseline
+`omnibus` and `factorial` only shape one frame, variant × seed → the report's metric (`accuracies`), cut into
+groups, the variants that share every non-placement axis and so are compared with each other and with their baseline
 (`groups`), and hand each group to `stats` or `anova`.
 """
 
@@ -19,8 +19,8 @@ from .runs import BASELINE, PATTERN, PLACEMENT, axis_columns, label, placement_l
 
 COSTS = ("params", "flops", "train_images_per_s")
 EPOCH_OF = {"test_acc": "tested_epoch", "val_acc": "final_epoch"}  # the epoch whose weights a metric reads
-SUMMARY_COLUMNS = ["variant", "group", "baseline", "primary", "n", "acc_mean", "acc_std", "ci_low", "ci_high", "failures",
-                   "metric", "epoch", "equivalence_margin", *stats.COMPARISON_COLUMNS, "mean_rank", "wins",
+SUMMARY_COLUMNS = ["variant", "group", "baseline", "primary", "n", "acc_mean", "acc_std", "ci_low", "ci_high",
+                   "failures", "metric", "epoch", "equivalence_margin", *stats.COMPARISON_COLUMNS, "mean_rank", "wins",
                    "baseline_acc_mean", "test_on", "acc5_mean", *COSTS]
 
 
@@ -91,15 +91,14 @@ def groups(runs: pd.DataFrame, settings: ReportSettings = ReportSettings()) -> l
 def summarize(runs: pd.DataFrame, settings: ReportSettings = ReportSettings()) -> pd.DataFrame:
     """One row per variant, in report order (group by group, baseline first).
 
-    Columns: the axis columns, variant, group, baseline, primary (the contrast named in advance); n (completed
-    runs), acc_mean, acc_std, ci_low, ci_high of `settings.metric`; failures, metric, epoch (the epoch(s)
-    whose weights it read, counted from 0), equivalence_margin (pp); against the group's baseline (`stats.against`): diff (the mean
-    paired difference over the shared seeds, or the difference of means when unpaired), diff_ci_low,
-    diff_ci_high, n_pairs, p_value, p_holm (Holm over the variants compared with one baseline), effect and
-    effect_kind (d_z paired, g for Hedges' g when Welch), test ("paired", "welch" or ""), tost_p, verdict,
-    detectable_diff (80% power at the observed SD), seeds_for_margin; mean_rank and wins over the seeds
-    every variant of the group completed; baseline_acc_mean, test_on, acc5_mean when test_acc5 exists,
-    params, flops, train_images_per_s.
+    Columns: the axis columns, variant, group, baseline, primary (the contrast named in advance); n (completed runs),
+    acc_mean, acc_std, ci_low, ci_high of `settings.metric`; failures, metric, epoch (the epoch(s) whose weights it
+    read, counted from 0), equivalence_margin (pp); against the group's baseline (`stats.against`): diff (the mean
+    paired difference over the shared seeds, or the difference of means when unpaired), diff_ci_low, diff_ci_high,
+    n_pairs, p_value, p_holm (Holm over the variants compared with one baseline), effect and effect_kind (d_z paired, g
+    for Hedges' g when Welch), test ("paired", "welch" or ""), tost_p, verdict, detectable_diff (80% power at the
+    observed SD), seeds_for_margin; mean_rank and wins over the seeds every variant of the group completed;
+    baseline_acc_mean, test_on, acc5_mean when test_acc5 exists, params, flops, train_images_per_s.
     """
     margin = settings.equivalence_margin / 100
     parts = []
@@ -189,8 +188,8 @@ def _cells(group: Group, factors: tuple[str, ...]) -> tuple[pd.DataFrame, list[s
         raise UserError(f"report.factorial: {' × '.join(factors)} do not cross in this grid: no variant has "
                         f"{'; '.join('/'.join(m) for m in missing)}; valid: axes whose every combination was run")
     inside = keys.isin(kept)
-    outside = group.variants.loc[~group.variants["baseline"] & ~group.variants["variant"].isin(others["variant"][inside]),
-                                 "variant"]
+    variants = group.variants
+    outside = variants.loc[~variants["baseline"] & ~variants["variant"].isin(others["variant"][inside]), "variant"]
     return group.acc.loc[others["variant"][inside]].set_axis(keys[inside]), list(outside)
 
 

@@ -1,6 +1,6 @@
 """The summary as tables for people: terminal, GitHub markdown and LaTeX, the all-pairs matrix and the
-omnibus tests and the gaps over training as markdown, the seed blocks and the hardware × variant test as lines. Formatting only, no
-statistics.
+omnibus tests and the gaps over training as markdown, the seed blocks and the hardware × variant test as lines.
+Formatting only, no statistics.
 
 Accuracies are shown in %, differences in percentage points. A confidence interval of an accuracy is
 clipped to [0, 100] %: the t interval is symmetric and, with few seeds, can pass the bounds an accuracy
@@ -246,8 +246,8 @@ def factorial_lines(factorial: pd.DataFrame) -> list[str]:
         for row in rows.itertuples():
             kind = "interaction" if " × " in row.effect else "main effect of"
             lines.append(f"  {kind} {row.effect}: F({row.anova_df1:.0f}, {row.anova_df2:.0f}) = {row.anova_f:.2f}, "
-                         f"{_p_is(row.anova_p)}; Greenhouse–Geisser ε = {row.gg_epsilon:.2f}, {_p_is(row.anova_p_gg)}; "
-                         f"partial η² = {row.partial_eta2:.2f}.")
+                         f"{_p_is(row.anova_p)}; Greenhouse–Geisser ε = {row.gg_epsilon:.2f}, "
+                         f"{_p_is(row.anova_p_gg)}; partial η² = {row.partial_eta2:.2f}.")
     return lines
 
 

@@ -92,7 +92,8 @@ def start_counting() -> None:
 
 def compile_summary() -> dict:
     """What compiling cost since `start_counting`: graphs compiled, recompiles (a guard failed: a frame was
-    compiled again for other inputs or modes; evaluation's no_grad is one, once per run) with their reasons, seconds spent compiling (forward and backward), and the cache:
+    compiled again for other inputs or modes; evaluation's no_grad is one, once per run) with their reasons,
+    seconds spent compiling (forward and backward), and the cache:
     `warm` when every compiled graph came from the on-disk cache, `cold` when none did, else `partly warm`."""
     from torch._dynamo.utils import counters, get_compilation_metrics
 
