@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from attnplace.data import load_dataset
+from attnplace.grid import local
 from record_fixtures import write_results
 
 # ../shared/data beside the project root: read-only real data for tests (see its README).
@@ -90,3 +91,16 @@ def _records_on_disk(run_dir: Path):
 def results(tmp_path) -> Path:
     """A small grid of hand-written records (`record_fixtures.write_results`)."""
     return write_results(tmp_path)
+
+
+@pytest.fixture
+def workers_started(monkeypatch) -> list:
+    """The worker processes that grids start in this test (one entry each: its GPU, None on a CPU)."""
+    started, start = [], local.Worker.__init__
+
+    def counted(self, gpu):
+        started.append(gpu)
+        start(self, gpu)
+
+    monkeypatch.setattr(local.Worker, "__init__", counted)
+    return started

@@ -1,5 +1,5 @@
-"""Hand-written `record.json`s with known numbers, for the report and record-loading tests, and a hand-ranked
-accuracy table for the statistics tests."""
+"""Hand-written `record.json`s with known numbers, for the report, atlas and record-loading tests, and a
+hand-ranked accuracy table for the statistics tests."""
 
 import json
 from pathlib import Path
@@ -43,6 +43,27 @@ def environment(precision="32-true", device="cpu: 2 cores", compile=False, cpu="
     """A record's `environment` as fit.py writes it, with the fields a report compares."""
     return {"device": device, "precision": precision, "channels_last": False, "compile": compile, "torch_threads": 1,
             "cpu": cpu}
+
+
+TARBALL = "../shared/data/cifar10-jpeg.tar.gz"
+
+
+def study_record(pattern, seed, acc, *, gate=None, attention="se", precision="32-true", data="imagefolder",
+                 axes=("model.pattern", "seed"), epochs=10):
+    """A record of one run of a study, for the atlas tests: its data (the CIFAR-10 tarball unless `data` is
+    synthetic), gate, attention, precision and epochs set, and `axes` the config keys that are grid axes."""
+    rec = record(pattern, seed, acc, attention=attention, axes=())
+    model = rec["config"]["model"]
+    if gate is not None:
+        model["gate"] = gate
+    rec["config"]["data"] = {"name": data, "path": TARBALL if data != "synthetic" else None, "train_subset": 10000}
+    rec["config"]["trainer"] = {"max_epochs": epochs, "precision": precision}
+    rec["environment"] = environment(precision)
+    values = {"model.pattern": pattern, "model.gate": gate, "model.attention": attention,
+              "trainer.precision": precision, "seed": seed}
+    rec["axes"] = {a: values[a] for a in axes}
+    rec["id"] = f"{pattern}-{gate}-{attention}-{precision}-s{seed}"
+    return rec
 
 
 def masks(channel_mean, gain, module="attn", blocks=("stage2.block0", "stage2.block1")):

@@ -1,12 +1,13 @@
 """The atlas: hand-written records of several studies in, known cells, verdicts and best cells out, each study on
-its own; the studies it leaves out named with why; atlas.md and atlas.png written."""
+its own; the studies it leaves out named with why; atlas.md and atlas.png written. The regime figure is in
+test_atlas_regimes.py."""
 
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
-from record_fixtures import environment, record, write_runs
+from record_fixtures import study_record, write_runs
 from scipy import stats
 
 from attnplace.cli import main
@@ -14,8 +15,6 @@ from attnplace.models.blocks import where_and_how
 from attnplace.report.atlas import CELLS, build_atlas, cell_of
 from attnplace.report.atlas_page import load_atlas, write_atlas
 from attnplace.report.build import build_report
-
-TARBALL = "../shared/data/cifar10-jpeg.tar.gz"
 
 # Study "alpha": 4 seeds, precision a grid axis (two groups), the seeds' gate forms (p3c: p3 × mix).
 # 32-true: on every seed none and p1 take ranks 1 and 2 (two seeds each), p3c 3 and p2 4, so Friedman's
@@ -36,22 +35,6 @@ BETA = {("none", None, "none"): [0.60, 0.61, 0.62, 0.59, 0.605],
         ("p2", "mask", "se"): [0.55, 0.56, 0.575, 0.53, 0.56],
         ("p4", "near_identity", "se"): [0.61, 0.615, 0.63, 0.60, 0.612],
         ("p2", "mask", "cbam"): [0.61, 0.60, 0.625, 0.585, 0.606]}
-
-
-def study_record(pattern, seed, acc, *, gate=None, attention="se", precision="32-true", data="imagefolder",
-                 axes=("model.pattern", "seed"), epochs=10):
-    rec = record(pattern, seed, acc, attention=attention, axes=())
-    model = rec["config"]["model"]
-    if gate is not None:
-        model["gate"] = gate
-    rec["config"]["data"] = {"name": data, "path": TARBALL if data != "synthetic" else None, "train_subset": 10000}
-    rec["config"]["trainer"] = {"max_epochs": epochs, "precision": precision}
-    rec["environment"] = environment(precision)
-    values = {"model.pattern": pattern, "model.gate": gate, "model.attention": attention,
-              "trainer.precision": precision, "seed": seed}
-    rec["axes"] = {a: values[a] for a in axes}
-    rec["id"] = f"{pattern}-{gate}-{attention}-{precision}-s{seed}"
-    return rec
 
 
 def write_alpha(root, p2_32=None):
@@ -282,27 +265,3 @@ def test_gate_forms_and_places_come_from_the_pattern_classes():
     assert CELLS[:3] == ("p1 × mask", "p1 × near_identity", "p1 × mix") and "skip_only × mask" in CELLS
     assert build_atlas({"broken": ValueError("runs differ in data.path")}).left_out["reason"].tolist() == \
         ["its report cannot be built: runs differ in data.path"]
-
-
-# One cell, SE p2 × mask in fp32, in two regimes: 10 epochs (6 pp below none on every seed) and 30 (2 pp below).
-REGIMES = {10: {"none": [0.66, 0.67, 0.65], "p2": [0.60, 0.61, 0.59]},
-           30: {"none": [0.77, 0.78, 0.76], "p2": [0.75, 0.76, 0.74]}}
-
-
-def test_the_regime_figure_follows_one_cell_from_regime_to_regime(tmp_path):
-    from attnplace.report.regimes import regime_frame
-
-    for epochs, table in REGIMES.items():
-        recs = [study_record(p, s, a, epochs=epochs, attention="none" if p == "none" else "se")
-                for p, accs in table.items() for s, a in enumerate(accs)]
-        write_runs(tmp_path / f"e{epochs}", recs, {"seed": [0, 1, 2], "model.pattern": ["none", "p2"]})
-    atlas, written = write_atlas(tmp_path)
-    assert list(atlas.rows["study"]) == ["e30", "e10"]  # the converged rows first
-    frame = regime_frame(atlas.rows, atlas.cells)
-    assert list(frame["study"]) == ["e10", "e30"] and set(frame["cell"]) == {"p2 × mask"}
-    assert list(frame["regime"]) == ["resnet20, 10,000 images × 10 epochs", "resnet20, 10,000 images × 30 epochs"]
-    assert frame["delta_pp"].tolist() == pytest.approx([-6.0, -2.0])
-    assert (frame["precision"] == "32-true").all() and (frame["attention"] == "se").all()
-    assert [p.name for p in written] == ["atlas.md", "atlas.png", "atlas_regimes.png"]
-    text = (tmp_path / "atlas.md").read_text()
-    assert "| se | p2 × mask | 32-true | resnet20, 10,000 images × 30 epochs | e30 | 3 | −2.00 [" in text

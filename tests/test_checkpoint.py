@@ -21,7 +21,7 @@ from attnplace.train.module import PlacementModule
 from attnplace.train.recorder import RunRecorder
 from conftest import comparable, logged_rows
 from dataset_files import image_tree, write_tree
-from test_train import TINY
+from tiny import TINY
 
 # 150 training images in batches of 50: 3 steps an epoch.
 SMALL = [*TINY, "data.val_size=50", "data.synthetic={num_train: 200, num_test: 50, image_size: 16}",

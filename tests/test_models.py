@@ -1,4 +1,5 @@
-"""Model zoo: every backbone × pattern × attention builds and trains; the gate formulas hold exactly."""
+"""Model zoo: every backbone × pattern × attention builds and trains; registries, block options, parameter counts
+and seeded initialisation. The gate formulas are in test_gate_formulas.py."""
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ import attnplace
 from attnplace.models import BLOCK_OPTIONS, build_model, count_params, gate_values
 from attnplace.models.attention import ATTENTION, create_attention
 from attnplace.models.blocks import PATTERNS, BlockOptions
+from pattern_blocks import make_block
 
 REQUIRED_ATTENTION = ["se", "eca", "cbam", "coord", "none"]
 PATTERN_NAMES = ["none", "p1", "p2", "p3", "p3c", "p4", "skip_only"]
@@ -16,7 +18,8 @@ BACKBONES = ["flat", "resnet20", "resnet32", "resnet56", "resnet110", "resnet18"
 
 def test_registries_hold_the_required_names():
     assert set(PATTERN_NAMES) == set(PATTERNS.names())
-    family_backbones = {"resnet29", "resnet164", "preact_resnet20", "preact_resnet164", "preact_resnet18"}  # test_families.py
+    family_backbones = {"resnet29", "resnet164", "preact_resnet20", "preact_resnet164",
+                        "preact_resnet18"}  # test_families.py
     assert set(BACKBONES) | family_backbones == set(attnplace.BACKBONES.names())
     assert set(REQUIRED_ATTENTION + ["gc", "ge", "ese", "lcbam"]) <= set(ATTENTION.names())
 
@@ -88,86 +91,6 @@ def test_grayscale_28x28(pattern):
     assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
 
 
-def _block(pattern, in_ch=16, out_ch=32, stride=2, **options):
-    torch.manual_seed(0)
-    return PATTERNS.get(pattern)(in_ch, out_ch, stride, BlockOptions(**{"attention": "se", **options}))
-
-
-def _with_base_weights(pattern, base, **options):
-    """A `pattern` block whose F and skip weights are copied from `base`, its extra weights kept."""
-    block = _block(pattern, **options)
-    missing, unexpected = block.load_state_dict(base.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith(("attn", "gate")) for k in missing)
-    return block
-
-
-@pytest.mark.parametrize("stride,in_ch", [(2, 16), (1, 32)])
-def test_p4_with_zero_gammas_equals_none(stride, in_ch):
-    x = torch.randn(4, in_ch, 8, 8)
-    base = _block("none", in_ch=in_ch, stride=stride)
-    p4 = _with_base_weights("p4", base, in_ch=in_ch, stride=stride, gamma_s_init=0.0, gamma_r_init=0.0)
-    torch.testing.assert_close(p4(x), base(x), rtol=0, atol=0)
-    # ...and with γ ≠ 0 it is exactly the near-identity formula t + γ·A(t) on both paths.
-    with torch.no_grad():
-        p4.gate_s.gamma.fill_(0.3), p4.gate_r.gamma.fill_(-0.2)
-    s, r = p4.skip(x), p4.residual(x)
-    expected = torch.relu(s + 0.3 * p4.attn_s(s) + r - 0.2 * p4.attn_r(r))
-    torch.testing.assert_close(p4(x), expected)
-
-
-def test_p3c_interpolates_between_none_and_p3():
-    x = torch.randn(4, 16, 8, 8)
-    base = _block("none")
-    p3 = _with_base_weights("p3", base)
-    # A fixed λ keeps 0 and 1 exact (a learned one is nudged to 1e-4 / 1 - 1e-4 so that it can move).
-    p3c_zero = _with_base_weights("p3c", base, lambda_init=0.0, learn_lambda=False)
-    p3c_one = _with_base_weights("p3c", base, lambda_init=1.0, learn_lambda=False)
-    p3c_one.attn.load_state_dict(p3.attn.state_dict())
-    torch.testing.assert_close(p3c_zero(x), base(x), rtol=0, atol=0)
-    torch.testing.assert_close(p3c_one(x), p3(x), rtol=0, atol=0)
-    assert not torch.allclose(p3(x), base(x))  # otherwise the two identities above say nothing
-
-
-def test_p3c_mixes_input_with_lambda():
-    x = torch.randn(4, 16, 8, 8)
-    p3c = _block("p3c", lambda_init=0.25)
-    mixed = 0.75 * x + 0.25 * p3c.attn(x)
-    torch.testing.assert_close(p3c(x), torch.relu(p3c.skip(x) + p3c.residual(mixed)))
-
-
-def test_p1_p2_follow_their_formulas():
-    x = torch.randn(4, 16, 8, 8)
-    p1, p2 = _block("p1"), _block("p2")
-    torch.testing.assert_close(p1(x), torch.relu(p1.skip(x) + p1.attn(p1.residual(x))))
-    torch.testing.assert_close(p2(x), torch.relu(p2.attn(p2.skip(x) + p2.residual(x))))
-
-
-def test_gate_initial_values_and_learnability():
-    model = build_model("resnet20", "p4", "se")
-    gates = gate_values(model)
-    assert len(gates) == 2 * 9
-    assert gates["stage2.block0.gamma_s"] == 0.0
-    assert gates["stage3.block2.gamma_r"] == pytest.approx(0.1)
-    names = {n for n, _ in model.named_parameters()}
-    assert "stage1.block0.gate_s.gamma" in names and "stage1.block0.gate_r.gamma" in names
-
-    lam = gate_values(build_model("resnet20", "p3c", "se"))
-    assert set(lam) == {f"stage{s}.block{b}.lambda" for s in (1, 2, 3) for b in range(3)}
-    assert all(v == pytest.approx(0.1) for v in lam.values())
-
-    fixed = build_model("resnet20", "p4", "se", learn_gamma_s=False, gamma_r_init=0.5, learn_lambda=False)
-    names = {n for n, _ in fixed.named_parameters()}
-    assert "stage1.block0.gate_s.gamma" not in names and "stage1.block0.gate_r.gamma" in names
-    assert "stage1.block0.gate_s.gamma" in fixed.state_dict()  # fixed gates still travel with checkpoints
-    assert gate_values(fixed)["stage1.block0.gamma_r"] == 0.5
-
-
-def test_gammas_receive_gradients():
-    model = build_model("resnet20", "p4", "se")
-    model(torch.randn(4, 3, 32, 32)).logsumexp(1).mean().backward()
-    assert model.stage2.block1.gate_s.gamma.grad.abs() > 0 and model.stage2.block1.gate_r.gamma.grad.abs() > 0
-
-
 def test_stage_selection_puts_plain_blocks_elsewhere():
     model = build_model("resnet20", "p4", "se", stages=[2, 3])
     assert {k.split(".")[0] for k in gate_values(model)} == {"stage2", "stage3"}
@@ -190,7 +113,7 @@ def test_parameter_accounting(backbone, num_blocks):
 
 
 def test_skip_attention_may_differ():
-    block = _block("p4", skip_attention="eca")
+    block = make_block("p4", skip_attention="eca")
     assert type(block.attn_s).__name__ == "EcaModule" and type(block.attn_r).__name__ == "SEModule"
 
 
@@ -207,7 +130,7 @@ def test_custom_attention_usable_by_name():
 
     attnplace.register_attention("test_half")(lambda channels: HalfGate())
     try:
-        block = _block("p1", in_ch=16, out_ch=16, stride=1)
+        block = make_block("p1", in_ch=16, out_ch=16, stride=1)
         custom = PATTERNS.get("p1")(16, 16, 1, BlockOptions(attention="test_half"))
         custom.load_state_dict(block.state_dict(), strict=False)
         x = torch.randn(2, 16, 8, 8)
@@ -248,33 +171,6 @@ def test_cli_list_prints_registries_and_costs(capsys):
     assert "unknown attention 'sse'" in capsys.readouterr().err
 
 
-def test_p4_direct_gate_applies_the_attention_as_it_is():
-    x = torch.randn(4, 16, 8, 8)
-    p4 = _block("p4", attention="cbam", p4_gate="direct", gamma_s_init=0.25)
-    assert set(gate_values(p4)) == {"gamma_s"} and not list(p4.gate_r.parameters())
-    s, r = p4.skip(x), p4.residual(x)
-    torch.testing.assert_close(p4(x), torch.relu(s + 0.25 * p4.attn_s(s) + p4.attn_r(r)))
-    # With γ_s = 0 the skip is pure and the block is exactly Pattern-1 with the same weights.
-    p1 = _block("p1", attention="cbam")
-    direct = _with_base_weights("p4", _block("none"), attention="cbam", p4_gate="direct")
-    p1.load_state_dict({**direct.state_dict(), **{f"attn.{k}": v for k, v in direct.attn_r.state_dict().items()}},
-                       strict=False)
-    torch.testing.assert_close(direct(x), p1(x), rtol=0, atol=0)
-    with pytest.raises(attnplace.UserError, match="unknown p4_gate 'gated'; valid: near_identity, direct"):
-        BlockOptions(p4_gate="gated")
-
-
-@pytest.mark.parametrize("lambda_init,learned", [(0.0, 1e-4), (1.0, 1 - 1e-4), (0.3, 0.3)])
-def test_learned_lambda_at_0_or_1_is_nudged_so_it_can_move(lambda_init, learned):
-    block = _block("p3c", lambda_init=lambda_init)
-    assert gate_values(block)["lambda"] == pytest.approx(learned, rel=1e-4)
-    x = torch.randn(2, 16, 8, 8)
-    block(x).square().mean().backward()
-    assert block.gate.logit.grad.abs() > 0
-    fixed = _block("p3c", lambda_init=lambda_init, learn_lambda=False)
-    assert gate_values(fixed)["lambda"] == pytest.approx(lambda_init, abs=1e-7)  # fixed 0 / 1: exactly none / p3
-
-
 def _shared_tensors(a: nn.Module, b: nn.Module) -> list[str]:
     sa, sb = a.state_dict(), b.state_dict()
     return [k for k in sa if k in sb and sa[k].shape == sb[k].shape]
@@ -313,13 +209,3 @@ def test_init_keeps_the_cifar_resnet_recipe():
     assert conv.std().item() == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.1)
     bn = model.stage3.block0.residual[0][1]
     assert torch.equal(bn.weight, torch.ones(64)) and torch.equal(bn.bias, torch.zeros(64))
-
-
-def test_gate_parameters_are_exactly_the_learned_gates():
-    from attnplace.models import gate_parameters
-
-    model = build_model("resnet20", "p4", "se", learn_gamma_s=False)
-    names = {id(p): n for n, p in model.named_parameters()}
-    assert sorted(names[id(p)].rsplit(".", 2)[-2] for p in gate_parameters(model)) == ["gate_r"] * 9
-    assert len(gate_parameters(build_model("resnet20", "p3c", "se"))) == 9
-    assert gate_parameters(build_model("resnet20", "p1", "se")) == []
