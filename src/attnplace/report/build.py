@@ -139,21 +139,21 @@ def build_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
     loaded = load(results_dir, allow_mixed_environments)
     settings = dataclasses.replace(report_settings(loaded.grid.report, str(results_dir / "grid.json")),
                                    **{k: v for k, v in overrides.items() if v is not None})
-    completed = loaded.runs.loc[loaded.runs["status"] == "completed", settings.metric]
+    records, runs = loaded.records, loaded.runs
+    completed = runs.loc[runs["status"] == "completed", settings.metric]
     if len(completed) and completed.isna().all():
         raise UserError(f"{results_dir}: no completed run has {settings.metric} (val_acc needs data.val_size > 0); "
                         f"valid metrics: {', '.join(REPORT_METRICS)}")
-    summary = summarize(loaded.runs, settings)
-    tests = hardware_tests(loaded.runs, settings)
+    summary = summarize(runs, settings)
+    tests = hardware_tests(runs, settings)
     block_notes = [counted_line(loaded.blocks, loaded.grid.wanted), *left_out_lines(loaded.blocks),
-                   _hardware_note(loaded.runs, tests)]
-    records, runs = loaded.records, loaded.runs
+                   _hardware_note(runs, tests)]
     return Report(records, runs, settings, summary, pairs(runs, settings), omnibus(runs, settings),
                   factorial(runs, settings), *gate_frames(records, runs), *mask_frames(records, runs),
-                  caveats(summary, runs, records), loaded.problems,
-                  loaded.notes + block_notes, blocks=loaded.blocks, hardware=tests, block_notes=block_notes,
-                  curves=validation_curves(loaded.records, loaded.runs, settings),
-                  contrast=contrast(loaded.runs, settings), tuned=tune(loaded.runs, settings))
+                  caveats(summary, runs, records), loaded.problems, loaded.notes + block_notes, blocks=loaded.blocks,
+                  hardware=tests, block_notes=block_notes,
+                  curves=validation_curves(records, runs, settings),
+                  contrast=contrast(runs, settings), tuned=tune(runs, settings))
 
 
 def _hardware_note(runs: pd.DataFrame, tests: pd.DataFrame) -> str:

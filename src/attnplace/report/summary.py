@@ -44,6 +44,7 @@ def variant_table(runs: pd.DataFrame, baseline: str | None = None, primary: str 
     table["variant"] = first["variant"].to_numpy()
     table["group"] = [label(tuple(v for a, v in zip(axes, k) if a not in PLACEMENT), group_axes) for k in keys]
     placements = pd.Series([placement_label(k, axes) for k in keys])
+
     def named(name: str, key: str) -> pd.Series:
         chosen = table["variant"].eq(name) | placements.eq(name)
         if not chosen.any():

@@ -58,9 +58,8 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
 
     std = _cells(lambda s: f" ± {_pct(s)}", summary["acc_std"])
     effect = ["" if isna(e) else f"{kind} {e:+.2f}" for kind, e in zip(summary["effect_kind"], summary["effect"])]
-    primary = summary["primary"] if "primary" in summary else pd.Series(False, index=summary.index)
     table = pd.DataFrame({
-        "variant": [f"{v} (primary)" if p else v for v, p in zip(summary["variant"], primary)],
+        "variant": [f"{v} (primary)" if p else v for v, p in zip(summary["variant"], summary["primary"])],
         "n": summary["n"].astype(str),
         "failed": summary["failures"].astype(str),
         f"{metric_name(summary)} %": [m + s for m, s in zip(_cells(_pct, summary["acc_mean"]), std)],
@@ -194,15 +193,17 @@ def _gap_cell(point) -> str:
     ci = "" if isna(point["diff_ci_low"]) else f" [{_pp(point['diff_ci_low'])}, {_pp(point['diff_ci_high'])}]"
     return f"{_pp(point['diff'])}{ci}"
 
+
 def primary_lines(summary: pd.DataFrame) -> list[str]:
-    """The contrast named in advance, one line per group that holds it: Δ [CI], p, Holm p, effect, verdict."""
-    if "primary" not in summary:
-        return []
+    """The contrast named in advance, one line per group that holds it: its cells of `display_table` (Δ [CI],
+    pairs, p, Holm p, effect) and verdict."""
+    shown = display_table(summary)
     baseline_of = summary[summary["baseline"]].set_index("group")["variant"]
     lines = []
-    for _, row in summary[summary["primary"]].iterrows():
-        tested = f"{_gap_cell(row)} pp over {row['n_pairs']:.0f} pairs, p {_p(row['p_value'])}, " \
-                 f"Holm p {_p(row['p_holm'])}, {row['effect_kind']} {row['effect']:+.2f}: {row['verdict']}"
+    for i in summary.index[summary["primary"]]:
+        row, cells = summary.loc[i], shown.loc[i]
+        tested = (f"{cells['Δ vs base']} {cells['Δ 95% CI']} pp over {cells['pairs']} pairs, p {cells['p']}, "
+                  f"Holm p {cells['p Holm']}, {cells['effect'] or 'no effect size'}: {row['verdict']}")
         lines.append(f"primary contrast, named in advance: {row['variant']} against {baseline_of[row['group']]}: "
                      f"{tested if row['verdict'] else 'not tested yet (it needs 2 seeds both completed)'}")
     return lines
