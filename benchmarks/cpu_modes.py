@@ -132,9 +132,9 @@ def main():
     preset = TrainerConfig().resolved("cpu")
     print(f"CPU: {cpu_model()} ({cpu_ids()}); native bf16 (AVX512-BF16/AMX): {'yes' if native_bf16 else 'no'}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{args.backbone} {args.pattern} {args.attention}, batch {args.batch_size}, CIFAR-10 (JPEG) subset in memory, "
-          f"{WARMUP_EPOCHS} warm-up + {args.epochs} timed epochs per row; CPU preset here: "
-          f"{describe(preset.precision, preset.channels_last, preset.compile)}")
+    print(f"{args.backbone} {args.pattern} {args.attention}, batch {args.batch_size}, "
+          f"CIFAR-10 (JPEG) subset in memory, {WARMUP_EPOCHS} warm-up + {args.epochs} timed epochs per row; "
+          f"CPU preset here: {describe(preset.precision, preset.channels_last, preset.compile)}")
     print(f"load average at the start (1/5/15 min): {load()}; other work on the cores slows every row down")
     print()
     print(f"| {'mode':<52} | images | img/s after warm-up | img/s incl. warm-up | warm-up extra s | wall s |")

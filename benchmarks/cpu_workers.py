@@ -61,14 +61,15 @@ def main():
           f"{args.batch_size}, {args.images} images, 1 warm-up + {args.epochs} timed epochs per run; preset "
           f"{preset.precision}, channels_last={preset.channels_last}, compile={preset.compile}")
     print()
-    print("| workers x threads | sum img/s after warm-up | sum img/s incl. warm-up | images / wall | wall s | per run img/s |")
+    print("| workers x threads | sum img/s after warm-up | sum img/s incl. warm-up | images / wall | wall s "
+          "| per run img/s |")
     print("|---|---:|---:|---:|---:|---|")
     for layout in args.layouts.split(","):
         workers, threads = map(int, layout.split("x"))
         r = run_layout(workers, threads, args)
         per_run = ", ".join(f"{run['timed']:,.0f}" for run in r["runs"])
-        print(f"| {workers} x {threads} | {r['timed']:,.0f} | {r['all']:,.0f} | {r['overall']:,.0f} | {r['wall_s']:,.0f} "
-              f"| {per_run} |", flush=True)
+        print(f"| {workers} x {threads} | {r['timed']:,.0f} | {r['all']:,.0f} | {r['overall']:,.0f} "
+              f"| {r['wall_s']:,.0f} | {per_run} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Tiny datasets written in the real on-disk layouts (CIFAR pickles, IDX, image folders and tarballs), and the
-per-test cache folder, for the data tests. `cache_dir` is an autouse fixture: importing it isolates each test's cache."""
+per-test cache folder, for the data tests. `cache_dir` is an autouse fixture: importing it isolates each test's
+cache."""
 
 import gzip
 import io

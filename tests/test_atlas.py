@@ -235,7 +235,8 @@ def test_other_placement_options_are_rows_of_their_own(tmp_path):
 
 
 def test_two_variants_of_one_cell_are_never_averaged(tmp_path):
-    """p4 with gate=mask and p4 with p4_gate=direct are both p4 × mask: the first holds the cell, the other is named."""
+    """p4 with gate=mask and p4 with p4_gate=direct are both p4 × mask: the first holds the cell, the other is
+    named."""
     axes = ("model.pattern", "model.gate", "model.p4_gate", "seed")
     recs = []
     for gate, p4_gate, accs in ((None, None, [0.70, 0.71, 0.72]), ("mask", None, [0.69, 0.70, 0.70]),

@@ -240,7 +240,7 @@ def test_nodes_whose_probe_contradicts_their_declaration_are_named_once_each():
     lines = hardware_lines([node(1, "A"), node(2, "B"), node(3, "A", "C"), node(4)], ["A", "A", "A", "A"])
     assert lines == ["Ray node 10.0.0.2 (node 22222222) declares hardware 'B' but its probe sees 'A'",
                      "Ray node 10.0.0.4 (node 44444444) declares no hardware kind, so no seed block is pinned to it; "
-                     "start each node with the --resources that `attnplace hardware` prints there (docs/grids.md, \"On a "
-                     "cluster\")"]
+                     "start each node with the --resources that `attnplace hardware` prints there "
+                     "(docs/grids.md, \"On a cluster\")"]
     (warning,) = hardware_lines([node(1), node(2)], ["A", "B"])
     assert warning.startswith("warning: no Ray node declares its hardware kind, so a seed block's runs may train on")

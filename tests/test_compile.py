@@ -59,8 +59,8 @@ def compile_failure(message: str) -> Exception:
     from torch._dynamo.exc import BackendCompilerFailed
 
     err = BackendCompilerFailed.__new__(BackendCompilerFailed)  # its constructor's arguments vary across torch
-    Exception.__init__(err, f"backend='inductor' raised:\n{message}\n\nSet TORCHDYNAMO_VERBOSE=1 for the internal stack "
-                            "trace")
+    Exception.__init__(err, f"backend='inductor' raised:\n{message}\n\n"
+                            "Set TORCHDYNAMO_VERBOSE=1 for the internal stack trace")
     return err
 
 
@@ -69,7 +69,8 @@ def test_a_compile_failure_with_a_cache_found_on_disk_moves_the_cache_aside(tmp_
 
     folder = tmp_path / ".compile-cache" / "kind"
     assert cache_identity(folder) is None
-    failure = compile_failure("AttributeError: module 'torch._inductor.runtime.compile_tasks.cx' has no attribute 'call'")
+    failure = compile_failure("AttributeError: module 'torch._inductor.runtime.compile_tasks.cx' "
+                              "has no attribute 'call'")
     assert cache_fault(failure, folder, None) is None  # a run that started cold cannot blame the cache
     folder.mkdir(parents=True)
     (folder / "entry.py").write_text("")
@@ -78,8 +79,9 @@ def test_a_compile_failure_with_a_cache_found_on_disk_moves_the_cache_aside(tmp_
     fault = cache_fault(failure, folder, found)
     (aside,) = (tmp_path / ".compile-cache").iterdir()
     assert aside.name.startswith("kind.unreadable-") and (aside / "entry.py").exists() and not folder.exists()
-    assert str(fault) == (f"the compile cache {folder} could not be read (AttributeError: module 'torch._inductor."
-                          f"runtime.compile_tasks.cx' has no attribute 'call'); moved to {aside.name}, compiling afresh")
+    assert str(fault) == (f"the compile cache {folder} could not be read (AttributeError: module "
+                          "'torch._inductor.runtime.compile_tasks.cx' has no attribute 'call'); "
+                          f"moved to {aside.name}, compiling afresh")
     folder.mkdir()  # another run sharing the cache has already replaced it: the new one stays
     cache_fault(failure, folder, found)
     assert folder.exists() and len(list((tmp_path / ".compile-cache").iterdir())) == 2

@@ -56,7 +56,7 @@ def test_cli_reports_bad_config_without_traceback(tmp_path, capsys):
     bad.write_text("model:\n  pattern: p9\n")
     assert main(["fit", str(bad), "trainer.max_epochs=1"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == ("attnplace: error: model.pattern='p9' is invalid; valid: none, p1, p2, p3, p3c, p4, skip_only")
+    assert err.strip() == "attnplace: error: model.pattern='p9' is invalid; valid: none, p1, p2, p3, p3c, p4, skip_only"
     assert main(["fit", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml' not found" in capsys.readouterr().err
     assert main(["fit", "model.pattern"]) == 2  # a key without its value is no config file

@@ -35,8 +35,8 @@ def test_report_wandb_logs_the_summary_run(grid_results, capsys):
             logged.setdefault(item.nested_key[0], {})[item.nested_key[1]] = json.loads(item.value_json)
     assert {logged[name]["_type"] for name in ("summary", "pairs", "omnibus", "factorial", "masks_mean")} == \
         {"table-file"}
-    assert {logged[name]["_type"] for name in ("accuracy", "pairs_matrix", "factorial_interaction", "gates", "masks")} == \
-        {"image-file"}
+    images = ("accuracy", "pairs_matrix", "factorial_interaction", "gates", "masks")
+    assert {logged[name]["_type"] for name in images} == {"image-file"}
     files = next(grid_results.glob("wandb/offline-run-*/files"))
     summary = json.loads((files / logged["summary"]["path"]).read_text())
     variants = [row[summary["columns"].index("variant")] for row in summary["data"]]

@@ -41,7 +41,8 @@ def test_within_runs_the_omnibus_test_again_for_each_gate_form(tmp_path, capsys)
     for gate in ("mask", "near_identity"):  # each form's variants with the shared baseline
         chosen = [GATED["none", None], GATED["p1", gate], GATED["p2", gate]]
         assert got.loc[f"model.gate={gate}", "k"] == 3
-        assert got.loc[f"model.gate={gate}", "friedman_chi2"] == pytest.approx(stats.friedmanchisquare(*chosen).statistic)
+        friedman = stats.friedmanchisquare(*chosen)
+        assert got.loc[f"model.gate={gate}", "friedman_chi2"] == pytest.approx(friedman.statistic)
     assert "model.gate=mask: do the 3 variants differ" in (folder / "summary.md").read_text()
     with pytest.raises(UserError, match="report.within: 'model.attention' is not a placement axis of this report; "
                                         "valid: model.pattern, model.gate"):
@@ -102,7 +103,8 @@ def test_a_factorial_against_another_baseline_leaves_the_plain_block_outside(tmp
     """With p2 × mask as the baseline, the plain block is one of the others but has no gate: it is in no cell
     (its blank gate used to make the crossing loop forever). Here p1 alone is left to cross, which says so."""
     folder = gated_runs(tmp_path)
-    with pytest.raises(UserError, match="model.pattern × model.gate do not cross in this grid: no variant has p2/mask"):
+    with pytest.raises(UserError, match="model.pattern × model.gate do not cross in this grid: "
+                                        "no variant has p2/mask"):
         build_report(folder, baseline="p2/gate=mask", factorial=("model.pattern", "model.gate"))
     with_p1 = build_report(folder, baseline="p1/gate=mask", within=("model.gate",))  # the plain block is a variant
     assert "none" in set(with_p1.summary["variant"]) and with_p1.factorial.empty

@@ -23,7 +23,8 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 # ---------------------------------------------------------------- every variant against every other
 
 ACCS = {"none": [0.80, 0.81, 0.79, 0.80], "p1": [0.83, 0.85, 0.82, 0.84],
-        "p2": [0.81, 0.81, 0.80, 0.82], "p3": [0.80, 0.82, 0.79, 0.815]}  # p3 − p1 not constant: it would have no spread
+        "p2": [0.81, 0.81, 0.80, 0.82],
+        "p3": [0.80, 0.82, 0.79, 0.815]}  # p3 − p1 not constant: it would have no spread
 
 
 def _four_variants(root: Path) -> Path:

@@ -31,7 +31,8 @@ def study(tmp_path, failed=None):
             val[(pattern, lr)] = [CHOOSE_VAL[pattern][i]] * 3 + [CONFIRM_VAL[pattern][i]] * 2
     records = lr_records(test, val)
     for rec in records:
-        if failed and (rec["config"]["model"]["pattern"], rec["config"]["optim"]["lr"], rec["config"]["seed"]) == failed:
+        config = rec["config"]
+        if failed and (config["model"]["pattern"], config["optim"]["lr"], config["seed"]) == failed:
             rec.update(status="failed", metrics=None, error="loss is NaN", failed_epoch=3)
     return write_runs(tmp_path, records, {**lr_grid(LRS), "seed": [0, 1, 2, 3, 4]})
 
