@@ -5,13 +5,13 @@ branch F, the skip and σ (basic: F = conv3×3-norm-ReLU-conv3×3-norm, skip = i
 stride or width change, σ = ReLU; pre-activation families have no σ), and the pattern writes the merge, the
 same formula for every family.
 
-    where \ how   merge (then σ)               mask             near_identity            mix
+    where \ how   merge (then σ)               mask                 near_identity        mix
     none          skip(x) + F(x)               the baseline: no attention, no gate
     p1            skip(x) + g(F(x))            seeds' p1 (SE-ResNet)
     p2            g(skip(x) + F(x))            seeds' p2
     p3            skip(x) + F(g(x))            seeds' p3                                 p3c (seeds, λ₀ = 0.1)
     p4            g_s(skip(x)) + g_r(F(x))     g_r: p4_gate=direct  seeds' p4: γ_s₀ = 0, γ_r₀ = 0.1
-    skip_only       g(skip(x)) + F(x)            SE-Identity          γ₀ = γ_s₀ = 0
+    skip_only     g(skip(x)) + F(x)            SE-Identity          γ₀ = γ_s₀ = 0
 
 `model.gate` picks the column for the pattern's attention (p4: the residual path's g_r); `model.skip_gate`
 picks p4's skip gate g_s (near_identity with γ_s₀ = 0, so the skip starts pure, or mask). Left unset, each
