@@ -1,5 +1,5 @@
 """The statistics of pairs against hand computations: t intervals, paired and Welch comparisons, effect sizes,
-Holm, TOST, power, all pairs and a baseline's family."""
+Holm, TOST, power, all pairs and a baseline's family; then the same formulas against scipy and statsmodels."""
 
 import math
 
@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 from record_fixtures import ACC
 from scipy import stats as scipy_stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 from attnplace.report import stats
 
@@ -150,3 +153,32 @@ def test_against_a_baseline_holds_the_baseline_row_blank():
     assert out.loc[p.idxmin(), "p_holm"] == pytest.approx(min(1, 2 * p.min()))
     assert out.loc[p.idxmax(), "p_holm"] == pytest.approx(max(p.max(), min(1, 2 * p.min())))
     assert stats.against(ACC, None, 0.005)["diff"].isna().all()  # a group without a baseline compares nothing
+
+
+# ---------------------------------------------------------------- against the libraries
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_comparisons_equal_scipy_and_statsmodels(seed):
+    """The hand-written formulas (kept because they work from se and df, for paired and Welch alike, and leave
+    NaN where the libraries would raise) give the libraries' numbers on accuracies like a study's."""
+    rng = np.random.default_rng(seed)
+    k, margin = 3 + seed, 0.005
+    a, b = 0.87 + 0.003 * rng.standard_normal(k), 0.868 + 0.003 * rng.standard_normal(k)
+    for ours, theirs, tost in ((stats.paired(a, b), scipy_stats.ttest_rel(a, b), ttost_paired(a, b, -margin, margin)),
+                               (stats.welch(a, b[:-1]), scipy_stats.ttest_ind(a, b[:-1], equal_var=False),
+                                ttost_ind(a, b[:-1], -margin, margin, usevar="unequal"))):
+        assert ours.p_value == pytest.approx(theirs.pvalue)
+        assert ours.ci == pytest.approx(tuple(theirs.confidence_interval()))
+        assert ours.tost_p(margin) == pytest.approx(tost[0])
+    p = rng.uniform(0, 0.2, 6)
+    assert stats.holm(p) == pytest.approx(multipletests(p, method="holm")[1].tolist())
+
+
+@pytest.mark.parametrize(("delta", "sd", "k"), [(0.004, 0.003, 5), (0.002, 0.0025, 3), (0.01, 0.004, 10)])
+def test_power_equals_statsmodels(delta, sd, k):
+    power = TTestPower()  # the one-sample t on the differences: the paired test's power
+    assert stats.paired_power(delta, sd, k) == pytest.approx(power.power(delta / sd, k, 0.05))
+    assert stats.detectable_difference(sd, k) == pytest.approx(sd * power.solve_power(nobs=k, alpha=0.05, power=0.8),
+                                                               rel=1e-6)
+    assert stats.seeds_needed(delta, sd) == math.ceil(power.solve_power(delta / sd, alpha=0.05, power=0.8))
