@@ -66,6 +66,24 @@ def test_cbam_is_the_seeds_formula(channels):
     torch.testing.assert_close(cbam(t), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("channels", [16, 64])
+def test_cbam_is_timms_with_the_seeds_hidden_width_and_no_norm(channels):
+    """Against the library: timm's CbamModule given h = max(C//16, 4) and its spatial BatchNorm removed computes
+    the seeds' CBAM with the same weights, so those two are the only differences."""
+    from timm.layers.cbam import CbamModule
+
+    torch.manual_seed(2)
+    cbam, timm_cbam = create_attention("cbam", channels), CbamModule(channels, rd_channels=max(channels // 16, 4))
+    timm_cbam.spatial.conv.bn = nn.Identity()
+    for p in cbam.parameters():
+        p.data.normal_(0, 0.5)
+    timm_cbam.channel.fc1.weight.data.copy_(cbam.channel.mlp[0].weight)
+    timm_cbam.channel.fc2.weight.data.copy_(cbam.channel.mlp[2].weight)
+    timm_cbam.spatial.conv.conv.weight.data.copy_(cbam.spatial.conv.weight)
+    t = torch.randn(3, channels, 9, 7)
+    torch.testing.assert_close(cbam(t), timm_cbam(t), rtol=1e-5, atol=1e-6)
+
+
 def test_timm_cbam_is_kept_under_its_own_name():
     timm_cbam = create_attention("cbam_timm", 16)
     assert type(timm_cbam).__name__ == "CbamModule"
