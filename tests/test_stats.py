@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from record_fixtures import ACC
 from scipy import stats as scipy_stats
+from statsmodels.stats.meta_analysis import effectsize_smd
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
@@ -171,6 +172,8 @@ def test_comparisons_equal_scipy_and_statsmodels(seed):
         assert ours.p_value == pytest.approx(theirs.pvalue)
         assert ours.ci == pytest.approx(tuple(theirs.confidence_interval()))
         assert ours.tost_p(margin) == pytest.approx(tost[0])
+    unpaired = [(x.mean(), x.std(ddof=1), len(x)) for x in (a, b[:-1])]
+    assert stats.welch(a, b[:-1]).effect == pytest.approx(effectsize_smd(*unpaired[0], *unpaired[1])[0])  # Hedges' g
     p = rng.uniform(0, 0.2, 6)
     assert stats.holm(p) == pytest.approx(multipletests(p, method="holm")[1].tolist())
 
