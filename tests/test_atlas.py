@@ -165,7 +165,7 @@ def test_a_row_of_one_seed_is_not_tested_rather_than_equal(root):
                {"seed": [0, 1, 2], "model.pattern": ["none", "p1", "p2"]})
     write_atlas(root)
     (line,) = [x for x in (root / "atlas.md").read_text().splitlines() if x.startswith("- early")]
-    assert line.endswith("3 variants (2 cells and `none`) on the 1 seeds every one completed: not tested "
+    assert line.endswith("3 variants (2 cells and `none`) on the 1 seed every one completed: not tested "
                          "(Friedman's test needs 2 seeds that rank the variants); no best cell.")
 
 

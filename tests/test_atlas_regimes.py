@@ -29,3 +29,15 @@ def test_the_regime_figure_follows_one_cell_from_regime_to_regime(tmp_path):
     assert [p.name for p in written] == ["atlas.md", "atlas.png", "atlas_regimes.png"]
     text = (tmp_path / "atlas.md").read_text()
     assert "| se | p2 × mask | 32-true | resnet20, 10,000 images × 30 epochs | e30 | 3 | −2.00 [" in text
+
+
+def test_a_regime_on_one_seed_shows_its_delta_with_no_ci_and_no_verdict(tmp_path):
+    """A study with one complete block so far (a long study under way): its Δ is a point, said as such."""
+    for epochs, table in REGIMES.items():
+        seeds = range(3) if epochs == 10 else range(1)
+        recs = [study_record(p, s, accs[s], epochs=epochs, attention="none" if p == "none" else "se")
+                for p, accs in table.items() for s in seeds]
+        write_runs(tmp_path / f"e{epochs}", recs, {"seed": list(seeds), "model.pattern": ["none", "p2"]})
+    write_atlas(tmp_path)
+    text = (tmp_path / "atlas.md").read_text()
+    assert "| e30 | 1 | −2.00 [CI undefined] untested |" in text and "nan" not in text

@@ -87,12 +87,17 @@ def row_label(row) -> str:
     return " · ".join(p for p in parts if p)
 
 
-def cell_text(cell, seed_blocks: int) -> str:
-    """`−6.48 [−8.77, −4.20] ≠`; `n=4` when the cell pairs on fewer seeds than the row's blocks."""
+def delta_text(cell) -> str:
+    """`−6.48 [−8.77, −4.20] ≠`; `+0.30 [CI undefined] untested` for a cell on one seed."""
     ci = "[CI undefined]" if isna(cell.ci_low_pp) else f"[{signed(cell.ci_low_pp)}, {signed(cell.ci_high_pp)}]"
+    return f"{signed(cell.delta_pp)} {ci} {symbol(cell.verdict) or 'untested'}"
+
+
+def cell_text(cell, seed_blocks: int) -> str:
+    """`delta_text`, with `n=4` when the cell pairs on fewer seeds than the row's blocks."""
     extra = "" if cell.n_pairs == seed_blocks else f" n={cell.n_pairs}"
     extra += " (Welch)" if cell.test == "welch" else ""
-    text = f"{signed(cell.delta_pp)} {ci} {symbol(cell.verdict) or 'untested'}{extra}"
+    text = delta_text(cell) + extra
     return f"**{text} {BEST}**" if cell.best else text
 
 
@@ -103,7 +108,7 @@ def regime(row) -> str:
 
 def omnibus_line(row) -> str:
     cells = f"{row.k - 1} cell{'s' if row.k != 2 else ''}"
-    where = f"{row_label(row)}: {row.k} variants ({cells} and `none`) on the {row.n_seeds} seeds every one completed"
+    where = f"{row_label(row)}: {row.k} variants ({cells} and `none`) on the {row.n_seeds} seed{'s' if row.n_seeds != 1 else ''} every one completed"
     if isna(row.friedman_p):  # one seed, or every seed ties: a row that was not tested says nothing either way
         return f"{where}: not tested (Friedman's test needs 2 seeds that rank the variants); no best cell."
     if not row.differ:
@@ -213,8 +218,7 @@ def regime_markdown(regimes) -> str:
              "never pooled: two studies in one regime are two lines.", ""]
     if regimes.empty:
         return "\n".join(lines + ["No cell is held in more than one regime yet."]) + "\n"
-    table = [[r.attention, r.cell, r.precision, r.regime, r.study, str(r.n_pairs),
-              f"{signed(r.delta_pp)} [{signed(r.ci_low_pp)}, {signed(r.ci_high_pp)}] {symbol(r.verdict) or '·'}"]
+    table = [[r.attention, r.cell, r.precision, r.regime, r.study, str(r.n_pairs), delta_text(r)]
              for r in regimes.itertuples(index=False)]
     header = ["attention", "cell", "precision", "regime", "study", "n", "Δ vs none (pp) [95% CI]"]
     rule = "|" + "---|" * (len(header) - 2) + "---:|---:|"
