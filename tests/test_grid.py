@@ -205,7 +205,7 @@ def test_committed_grid_files_load(grid_file):
 
 # Studies that take more than one sitting: their completed runs are committed as they come in (the rest have
 # no record yet, or are training here right now). Every other committed folder is a finished grid.
-UNDER_WAY: set[str] = set()
+UNDER_WAY = {"integration_cpu"}
 
 
 @pytest.mark.parametrize("results", sorted(p.parent for p in (ROOT / "results").glob("*/grid.json")),
