@@ -108,7 +108,8 @@ def regime(row) -> str:
 
 def omnibus_line(row) -> str:
     cells = f"{row.k - 1} cell{'s' if row.k != 2 else ''}"
-    where = f"{row_label(row)}: {row.k} variants ({cells} and `none`) on the {row.n_seeds} seed{'s' if row.n_seeds != 1 else ''} every one completed"
+    seeds = f"{row.n_seeds} seed{'s' if row.n_seeds != 1 else ''}"
+    where = f"{row_label(row)}: {row.k} variants ({cells} and `none`) on the {seeds} every one completed"
     if isna(row.friedman_p):  # one seed, or every seed ties: a row that was not tested says nothing either way
         return f"{where}: not tested (Friedman's test needs 2 seeds that rank the variants); no best cell."
     if not row.differ:
