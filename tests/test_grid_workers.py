@@ -15,6 +15,7 @@ from attnplace.cli import main
 from attnplace.grid import runner
 from attnplace.grid.runner import auto_workers, run_status
 from attnplace.grid.spec import load_grid
+from attnplace.run.calls import read_calls
 from attnplace.run.environment import cpu_model
 from attnplace.run.result import RunResult
 from attnplace.run.sections import TrainerConfig
@@ -87,6 +88,23 @@ def test_workers_auto(monkeypatch):
     assert auto_workers() == 2 * runner.RUNS_PER_GPU
     with pytest.raises(SystemExit):
         main(["grid", "g.yaml", "--workers", "0"])
+
+
+def test_grid_started_with_sigint_ignored_still_stops_on_sigint_and_records_the_call(tmp_path):
+    """A grid that a script starts in the background inherits SIGINT ignored; a time limit's SIGINT must still
+    stop it as Ctrl-C does: exit 130, one `interrupted` line in calls.jsonl."""
+    path = write_grid(tmp_path, AXES, name="tiny")
+    results = tmp_path / "out" / "tiny"
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731 (what `cmd &` does)
+    proc = subprocess.Popen([sys.executable, "-m", "attnplace.cli", "grid", str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
+    deadline = time.time() + 180
+    while time.time() < deadline and not list(results.glob("runs/*/record.json")):  # training has begun
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and stderr.strip().endswith("attnplace: interrupted")
+    assert [c["outcome"] for c in read_calls(results)] == ["interrupted"]
 
 
 def test_grid_killed_mid_run_and_rerun_finishes_the_same(tmp_path, uninterrupted):

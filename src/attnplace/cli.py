@@ -6,6 +6,7 @@ User mistakes (`UserError`) print one line and exit with status 2; anything else
 import argparse
 import json
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     from .quiet import quiet_libraries
 
     quiet_libraries()
+    interruptible()
     parser = build_parser()
     # Overrides may come after flags (`grid G.yaml --workers 2 seed=1`), which plain nargs="*" rejects.
     args, extra = parser.parse_known_args(argv)
@@ -277,6 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("attnplace: interrupted", file=sys.stderr)
         return 130
+
+
+def interruptible() -> None:
+    """Stop on SIGINT however this process was started. A job that a non-interactive shell starts in the
+    background (`cmd &` in a script, nohup) inherits SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler: a time limit's SIGINT (`timeout -s INT`) would do nothing, and a grid would
+    leave no `interrupted` line in calls.jsonl. Workers run in their own process group, so a terminal's
+    Ctrl-C still reaches only the grid."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 if __name__ == "__main__":
