@@ -12,7 +12,6 @@ from attnplace.report.build import write_report
 from attnplace.report.plots import plot_accuracy
 from attnplace.report.records import load_records
 from attnplace.report.summary import summarize
-from attnplace.report.tables import format_curves_markdown
 from attnplace.report.trajectories import gate_trajectories, mask_trajectories
 
 
@@ -172,14 +171,27 @@ def test_validation_curves_pair_each_epoch_on_the_seeds(tmp_path):
     assert len(report.curves) == 2 * 4
 
 
-def test_gap_table_prints_the_first_epoch_the_quarters_and_the_last():
-    curves = pd.DataFrame({"group": "", "variant": "p2", "baseline": False, "epoch": range(1, 31),
-                           "diff": 0.01, "diff_ci_low": float("nan"), "diff_ci_high": float("nan")})
-    header = format_curves_markdown(curves).splitlines()[2]
-    assert header == "|  | 1 | 8 | 15 | 23 | 30 |"
+def test_quarters_average_each_run_over_its_quarter_then_pair_the_seeds(tmp_path):
+    """8 epochs: quarters of 2 epochs. p2 trails by (e + seed) pp after epoch index e, so seed s's quarter q
+    (e = 2q-2, 2q-1) trails by 2q - 1.5 + s pp: Δ -(2q - 0.5) pp over 3 seeds, their SD 1 pp."""
+    report = write_report(_trained(tmp_path, epochs=8))
+    quarters = pd.read_csv(tmp_path / "curve_quarters.csv").set_index(["variant", "quarter"])
+    half = stats.t.ppf(0.975, 2) * 0.01 / math.sqrt(3)
+    for q in range(1, 5):
+        p2 = quarters.loc[("p2/se", q)]
+        assert (p2["first_epoch"], p2["last_epoch"], p2["n"], p2["n_pairs"]) == (2 * q - 1, 2 * q, 3, 3)
+        assert p2["diff"] == pytest.approx(-(2 * q - 0.5) / 100)
+        assert (p2["diff_ci_low"], p2["diff_ci_high"]) == pytest.approx((p2["diff"] - half, p2["diff"] + half))
+        assert p2["acc_mean"] == pytest.approx(0.5 + 0.05 * (2 * q - 1.5) - (2 * q - 0.5) / 100)
+    assert quarters.loc[("none", 4), "baseline"] and "p1/se" not in quarters.index.get_level_values("variant")
+    md = (tmp_path / "summary.md").read_text()
+    assert "|  | 1–2 | 3–4 | 5–6 | 7–8 |" in md
+    assert "| p2/se | -1.50 [-3.98, +0.98] | -3.50 [-5.98, -1.02] | -5.50 [-7.98, -3.02] | -7.50 [-9.98, -5.02] |" in md
+    assert len(report.quarters) == 2 * 4
 
 
 def test_records_without_val_acc_write_no_curves(results):
     report = write_report(results)
-    assert report.curves.empty and not (results / "curves.csv").exists() and not (results / "curves.png").exists()
+    assert report.curves.empty and report.quarters.empty and not (results / "curves.csv").exists()
+    assert not (results / "curve_quarters.csv").exists() and not (results / "curves.png").exists()
     assert "Over training" not in (results / "summary.md").read_text()

@@ -17,7 +17,7 @@ from ..run.calls import describe_calls, read_calls
 from .block_tables import block_lines, counted_line, hardware_line, left_out_lines
 from .contrast import contrast
 from .seed_blocks import block_kinds
-from .curves import validation_curves
+from .curves import quarter_gaps, validation_curves
 from .hardware import hardware_tests
 from .mixing import environment_differences
 from .plots import plot_accuracy, plot_curves, plot_factorial, plot_gates, plot_masks, plot_pairs, png_bytes
@@ -122,6 +122,7 @@ class Report:
     hardware: pd.DataFrame = field(default_factory=pd.DataFrame)  # hardware × variant (`hardware.hardware_tests`)
     block_notes: list[str] = field(default_factory=list)  # blocks in the tables, blocks left out, hardware × variant
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # val acc and Δ per epoch (`curves.validation_curves`)
+    quarters: pd.DataFrame = field(default_factory=pd.DataFrame)  # the same per quarter of training (`curves.quarter_gaps`)
     contrast: pd.DataFrame = field(default_factory=pd.DataFrame)  # across groups, when asked (`contrast.contrast`)
     tuned: Tuned | None = None  # each variant at its own value of an axis, when asked (`tuned.tune`)
 
@@ -152,7 +153,7 @@ def build_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
                   factorial(runs, settings), *gate_frames(records, runs), *mask_frames(records, runs),
                   caveats(summary, runs, records), loaded.problems, loaded.notes + block_notes, blocks=loaded.blocks,
                   hardware=tests, block_notes=block_notes,
-                  curves=validation_curves(records, runs, settings),
+                  curves=validation_curves(records, runs, settings), quarters=quarter_gaps(records, runs, settings),
                   contrast=contrast(runs, settings), tuned=tune(runs, settings))
 
 
@@ -192,7 +193,8 @@ def _markdown_document(results_dir: Path, report: Report) -> str:
                   *(f"- {line.strip()}" for line in tuned_lines(report.tuned)), "",
                   format_markdown(report.tuned.summary) if len(report.tuned.summary) else "No confirm block yet."]
     if len(report.curves):
-        parts += ["", "## Over training (curves.csv, curves.png)", "", format_curves_markdown(report.curves)]
+        parts += ["", "## Over training (curves.csv, curve_quarters.csv, curves.png)", "",
+                  format_curves_markdown(report.quarters)]
     if calls := describe_calls(read_calls(results_dir)):
         parts += ["", "## How these results were made (calls.jsonl)", "", *(f"- {line}" for line in calls)]
     if report.problems:
@@ -201,9 +203,9 @@ def _markdown_document(results_dir: Path, report: Report) -> str:
 
 
 def write_report(results_dir: str | os.PathLike, allow_mixed_environments: bool = False, **overrides) -> Report:
-    """`build_report`, then write summary.{csv,md,tex}, pairs.csv, curves.csv, gates{,_mean}.csv, masks.csv and the
-    plots accuracy.png, pairs.png, curves.png, gates.png and masks.png; the last three are skipped when no run
-    recorded any.
+    """`build_report`, then write summary.{csv,md,tex}, pairs.csv, curves.csv, curve_quarters.csv,
+    gates{,_mean}.csv, masks.csv and the plots accuracy.png, pairs.png, curves.png, gates.png and masks.png; the
+    curves, gates and masks are skipped when no run recorded any.
     A factorial adds factorial.csv and its interaction plot factorial.png, a contrast contrast.csv, a tuned
     comparison tuned.csv."""
     results_dir = Path(results_dir)
@@ -227,6 +229,7 @@ def write_report(results_dir: str | os.PathLike, allow_mixed_environments: bool 
         files["tuned.csv"] = tuned_table(report.tuned).to_csv(index=False)
     if len(report.curves):
         files["curves.csv"] = report.curves.to_csv(index=False)
+        files["curve_quarters.csv"] = report.quarters.to_csv(index=False)
         files["curves.png"] = png_bytes(plot_curves(report.curves))
     if len(report.gates_mean):
         files["gates.png"] = png_bytes(plot_gates(report.gates_mean))

@@ -171,19 +171,20 @@ def _pair_cell(pair) -> str:
     return f"{_pp(pair.diff)}{mark}"
 
 
-def format_curves_markdown(curves: pd.DataFrame) -> str:
-    """Per group, Δ val acc against the baseline (pp, [95% CI]) at the first epoch, the quarters and the last:
-    does a gap close, stay or grow over training? curves.csv has every epoch."""
-    last = int(curves["epoch"].max())
-    epochs = sorted({1, *(int(last * q + 0.5) for q in (0.25, 0.5, 0.75)), last} - {0})
-    lines = ["Δ val acc against the baseline in percentage points, [95% CI] paired on the seeds, after the epochs "
-             "trained named in the header; pointwise (not corrected over epochs), exploratory: the summary's test "
-             "accuracy confirms. curves.csv has every epoch."]
-    for group, members in curves[~curves["baseline"]].groupby("group", sort=False):
-        at = members.set_index(["variant", "epoch"])
-        rows = [[variant, *(_gap_cell(at.loc[(variant, e)]) if (variant, e) in at.index else "" for e in epochs)]
+def format_curves_markdown(quarters: pd.DataFrame) -> str:
+    """Per group, Δ val acc against the baseline (pp, [95% CI]) in each quarter of training, on each run's mean
+    over the quarter's epochs (`curves.quarter_gaps`): does a gap close, stay or grow as training goes on?"""
+    lines = ["Δ val acc against the baseline in percentage points, [95% CI] paired on the seeds, of each run's mean "
+             "over the epochs trained named in the header (the quarters of its training); not corrected over "
+             "quarters, exploratory: the summary's test accuracy confirms. curve_quarters.csv has these, curves.csv "
+             "every epoch."]
+    for group, members in quarters[~quarters["baseline"]].groupby("group", sort=False):
+        at = members.set_index(["variant", "quarter"])
+        spans = members.groupby("quarter").agg(first=("first_epoch", "min"), last=("last_epoch", "max"))
+        header = [f"{first}–{last}" if first < last else str(first) for first, last in spans.itertuples(index=False)]
+        rows = [[variant, *(_gap_cell(at.loc[(variant, q)]) if (variant, q) in at.index else "" for q in spans.index)]
                 for variant in dict.fromkeys(members["variant"])]
-        lines += ["", *([f"**{group}**", ""] if group else []), *_markdown(rows, ["", *map(str, epochs)])]
+        lines += ["", *([f"**{group}**", ""] if group else []), *_markdown(rows, ["", *header])]
     return "\n".join(lines)
 
 
