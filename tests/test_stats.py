@@ -2,6 +2,7 @@
 Holm, TOST, power, all pairs and a baseline's family; then the same formulas against scipy and statsmodels."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -54,6 +55,15 @@ def test_welch_difference_ci_and_hedges_g():
     pooled = math.sqrt((1 * 0.0008 + 2 * 0.0001) / 3)
     assert c.effect == pytest.approx((1 - 3 / (4 * 5 - 9)) * 0.11 / pooled)  # Hedges' g = J·d
     assert c.effect_kind == "g"
+
+
+def test_welch_with_one_value_on_a_side_is_an_estimate_without_warnings():
+    """One study holding one seed (a study under way, beside a finished one in `compare`): the difference of the
+    means, untested, and no numpy warning about zero degrees of freedom on the console."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = stats.welch([0.003], [-0.008, -0.01, -0.012])
+    assert (c.test, c.diff) == ("", pytest.approx(0.013)) and math.isnan(c.p_value) and math.isnan(c.ci[0])
 
 
 def test_compare_pairs_on_shared_seeds_and_counts_them():

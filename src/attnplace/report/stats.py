@@ -104,10 +104,13 @@ def paired(a: Sequence[float], b: Sequence[float]) -> Comparison:
 
 
 def welch(a: Sequence[float], b: Sequence[float], n_pairs: int = 0) -> Comparison:
-    """Welch's unequal-variance t-test of mean(a) − mean(b), with Hedges' g."""
+    """Welch's unequal-variance t-test of mean(a) − mean(b), with Hedges' g; a side of one value has no spread
+    to test with, so the difference of the means is only an estimate."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     na, nb = len(a), len(b)
     diff = float(a.mean() - b.mean())
+    if min(na, nb) < 2:
+        return Comparison("", n_pairs, diff)
     va, vb = a.var(ddof=1) / na, b.var(ddof=1) / nb
     if max(va * na, vb * nb) <= ROUNDING**2:  # no spread on either side (as in `paired`)
         return Comparison("welch", n_pairs, diff)
