@@ -122,7 +122,7 @@ class Report:
     hardware: pd.DataFrame = field(default_factory=pd.DataFrame)  # hardware × variant (`hardware.hardware_tests`)
     block_notes: list[str] = field(default_factory=list)  # blocks in the tables, blocks left out, hardware × variant
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # val acc and Δ per epoch (`curves.validation_curves`)
-    quarters: pd.DataFrame = field(default_factory=pd.DataFrame)  # the same per quarter of training (`curves.quarter_gaps`)
+    quarters: pd.DataFrame = field(default_factory=pd.DataFrame)  # per quarter of training (`curves.quarter_gaps`)
     contrast: pd.DataFrame = field(default_factory=pd.DataFrame)  # across groups, when asked (`contrast.contrast`)
     tuned: Tuned | None = None  # each variant at its own value of an axis, when asked (`tuned.tune`)
 

@@ -43,7 +43,8 @@ def quarter_gaps(records: list[dict], runs: pd.DataFrame,
     by_epoch = _val_acc_by_epoch(records, runs)
     chunks = [_quarters(row.dropna().index.to_numpy()) for _, row in by_epoch.iterrows()]
     means = pd.DataFrame([{q: row[chunk].mean() for q, chunk in enumerate(run_chunks, 1)}
-                          for (_, row), run_chunks in zip(by_epoch.iterrows(), chunks)], index=by_epoch.index, dtype=float)
+                          for (_, row), run_chunks in zip(by_epoch.iterrows(), chunks)],
+                         index=by_epoch.index, dtype=float)
     table = pd.DataFrame(_paired(means.sort_index(axis=1), runs, settings, "quarter"),
                          columns=[c for c in QUARTER_COLUMNS if not c.endswith("_epoch")])
     return table.merge(_spans(runs, chunks), on=["variant", "quarter"], how="left")[QUARTER_COLUMNS].astype(
