@@ -45,6 +45,17 @@ def test_repeated_measures_anova_by_hand():
     assert two["anova_p_gg"] == pytest.approx(t.pvalue)
 
 
+def test_identical_variants_have_no_f_not_one_on_rounding_noise():
+    """Two variants with the same float32 accuracy on every seed (as records hold them): no effect and no
+    error, so F and p are undefined. Uncentred, the contrasts' rows sum to 1e-16 and gave F ≈ 37, p ≈ 0.009."""
+    seeds = np.float32([0.8123, 0.7911, 0.8050, 0.7987]).astype(float)
+    result = anova.rm_anova(pd.DataFrame([seeds, seeds]))
+    assert math.isnan(result["anova_f"]) and math.isnan(result["anova_p"]) and math.isnan(result["partial_eta2"])
+    crossed = pd.DataFrame([seeds] * 4, index=pd.MultiIndex.from_product([["p1", "p2"], ["mask", "mix"]],
+                                                                        names=["pattern", "gate"]))
+    assert anova.factorial(crossed, ["pattern", "gate"])["anova_f"].isna().all()
+
+
 def test_greenhouse_geisser_epsilon_from_orthonormal_contrasts():
     """ε = (Σλ)²/((k−1)Σλ²), λ the eigenvalues of Cᵀ·Σ·C with C orthonormal contrasts (Helmert)."""
     table = pd.DataFrame([[0.90, 0.91, 0.93, 0.92, 0.95], [0.80, 0.91, 0.85, 0.97, 0.90],

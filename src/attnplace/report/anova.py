@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, stats
 
+from .stats import ROUNDING
+
 NAN = math.nan
 ANOVA_COLUMNS = ["anova_f", "anova_df1", "anova_df2", "anova_p", "gg_epsilon", "anova_p_gg", "partial_eta2"]
 
@@ -58,6 +60,13 @@ def contrasts(levels: int) -> np.ndarray:
     return linalg.null_space(np.ones((1, levels))).T
 
 
+def scores(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """y_s = C·x_s for accuracies `x` (seeds × cells) and contrasts `c` (q × cells). Each seed's accuracies are
+    centred first, which C ⟂ 1 leaves y unchanged in exact arithmetic; in floating point C's rows sum to ~1e-16,
+    not 0, and uncentred that would give identical variants an F on rounding noise."""
+    return (x - x.mean(axis=1, keepdims=True)) @ c.T
+
+
 def contrast_anova(y: np.ndarray) -> dict:
     """The repeated-measures F test of one effect from its contrast scores `y` (seeds × q; module docstring)."""
     n, q = y.shape
@@ -65,7 +74,7 @@ def contrast_anova(y: np.ndarray) -> dict:
         return dict.fromkeys(ANOVA_COLUMNS, NAN)
     mean = y.mean(axis=0)
     ss_effect, ss_error = n * float(mean @ mean), float(((y - mean) ** 2).sum())
-    if ss_error <= 0:  # every seed agrees exactly: the effect is known, its error is not
+    if ss_error <= n * q * ROUNDING**2:  # every seed agrees (up to rounding): the effect is known, its error not
         return dict.fromkeys(ANOVA_COLUMNS, NAN)
     df1, df2 = q, q * (n - 1)
     f = (ss_effect / df1) / (ss_error / df2)
@@ -81,7 +90,7 @@ def rm_anova(table: pd.DataFrame) -> dict:
     k, n = table.shape
     if k < 2 or n < 2:
         return dict.fromkeys(ANOVA_COLUMNS, NAN)
-    return contrast_anova(table.to_numpy(dtype=float).T @ contrasts(k).T)
+    return contrast_anova(scores(table.to_numpy(dtype=float).T, contrasts(k)))
 
 
 def omnibus(acc: pd.DataFrame) -> dict:
@@ -104,7 +113,7 @@ def factorial(acc: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
             c = reduce(np.kron, [contrasts(len(lv)) if i in chosen else np.full((1, len(lv)), 1 / math.sqrt(len(lv)))
                                  for i, lv in enumerate(levels)])
             rows.append({"effect": " × ".join(factors[i] for i in chosen), "k": len(cells),
-                         "n_seeds": x.shape[0], **contrast_anova(x @ c.T)})
+                         "n_seeds": x.shape[0], **contrast_anova(scores(x, c))})
     return pd.DataFrame(rows)
 
 
