@@ -27,6 +27,8 @@ def test_describe_mean_std_and_t_interval():
     assert (d["ci_low"], d["ci_high"]) == pytest.approx((0.92 - half, 0.92 + half), rel=1e-5)
     one = stats.describe([0.5])
     assert one["acc_mean"] == 0.5 and math.isnan(one["acc_std"]) and math.isnan(one["ci_low"])
+    equal = stats.describe([0.8] * 3)  # no spread: std 0 and no interval, not [0.8 - 1e-16, 0.8 + 1e-16]
+    assert equal["acc_std"] == 0 and math.isnan(equal["ci_low"]) and math.isnan(equal["ci_high"])
 
 
 def test_paired_difference_ci_p_and_dz():

@@ -55,6 +55,8 @@ def describe(values: Sequence[float]) -> dict:
     if n < 2:
         return {"n": n, "acc_mean": mean, "acc_std": NAN, "ci_low": NAN, "ci_high": NAN}
     std = float(x.std(ddof=1))
+    if std <= ROUNDING:  # equal accuracies: a zero-width CI would claim a certainty n seeds cannot give
+        return {"n": n, "acc_mean": mean, "acc_std": 0.0, "ci_low": NAN, "ci_high": NAN}
     half = t_quantile(n - 1) * std / math.sqrt(n)
     return {"n": n, "acc_mean": mean, "acc_std": std, "ci_low": mean - half, "ci_high": mean + half}
 
@@ -108,9 +110,9 @@ def welch(a: Sequence[float], b: Sequence[float], n_pairs: int = 0) -> Compariso
     to test with, so the difference of the means is only an estimate."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     na, nb = len(a), len(b)
-    diff = float(a.mean() - b.mean())
     if min(na, nb) < 2:
-        return Comparison("", n_pairs, diff)
+        return Comparison("", n_pairs, float(a.mean() - b.mean()) if na and nb else NAN)
+    diff = float(a.mean() - b.mean())
     va, vb = a.var(ddof=1) / na, b.var(ddof=1) / nb
     if max(va * na, vb * nb) <= ROUNDING**2:  # no spread on either side (as in `paired`)
         return Comparison("welch", n_pairs, diff)
