@@ -16,6 +16,7 @@ from attnplace.errors import UserError
 from attnplace.grid.spec import load_grid
 from attnplace.report.build import build_report, write_report
 from attnplace.report.plots import plot_pairs
+from attnplace.report.tables import primary_lines
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -117,6 +118,22 @@ def test_the_primary_contrast_named_in_the_grid_is_marked_and_stated_first(tmp_p
         with pytest.raises(UserError) as err:
             build_report(root, primary=name)
         assert str(err.value) == message
+
+
+def test_a_primary_contrast_without_a_verdict_says_why(tmp_path):
+    """One pair: too few to test. Three pairs that all differ by the same +1.00 pp: exact on these seeds, its
+    spread unknown; not "it needs 2 seeds", which it has."""
+    base = [0.80, 0.81, 0.79]
+    axes = {"model.pattern": ["none", "p2"], "model.attention": ["se"], "seed": [0, 1, 2]}
+    same = write_runs(tmp_path / "same", [record(p, s, a + (0.01 if p == "p2" else 0))
+                                          for p in ("none", "p2") for s, a in enumerate(base)], axes)
+    one = write_runs(tmp_path / "one", [record(p, 0, 0.8) for p in ("none", "p2")], axes)
+    said = {name: primary_lines(build_report(root, primary="p2/se").summary) for name, root in
+            (("same", same), ("one", one))}
+    assert said["same"] == ["primary contrast, named in advance: p2/se against none: +1.00 pp on each of its 3 "
+                            "pairs: exact on these seeds, its spread unknown, so untested"]
+    assert said["one"] == ["primary contrast, named in advance: p2/se against none: not tested yet (it needs 2 "
+                           "seeds both completed)"]
 
 
 def test_a_placement_baseline_applies_in_every_group(tmp_path):

@@ -206,8 +206,16 @@ def primary_lines(summary: pd.DataFrame) -> list[str]:
         tested = (f"{cells['Δ vs base']} {cells['Δ 95% CI']} pp over {cells['pairs']} pairs, p {cells['p']}, "
                   f"Holm p {cells['p Holm']}, {cells['effect'] or 'no effect size'}: {row['verdict']}")
         lines.append(f"primary contrast, named in advance: {row['variant']} against {baseline_of[row['group']]}: "
-                     f"{tested if row['verdict'] else 'not tested yet (it needs 2 seeds both completed)'}")
+                     f"{tested if row['verdict'] else _untested(cells, row['n_pairs'])}")
     return lines
+
+
+def _untested(cells: pd.Series, n_pairs: int) -> str:
+    """Why a contrast has no verdict: too few pairs, or differences that agree on every seed (no spread)."""
+    if n_pairs >= 2:
+        return (f"{cells['Δ vs base']} pp on each of its {n_pairs} pairs: exact on these seeds, its spread unknown, "
+                f"so untested")
+    return "not tested yet (it needs 2 seeds both completed)"
 
 
 def omnibus_lines(omnibus: pd.DataFrame) -> list[str]:
