@@ -1,6 +1,8 @@
 """Two studies cell by cell (report/across.py): each one's Δ paired within its blocks, and the difference of the
 two Δs by Welch's t, checked against scipy on hand-written records."""
 
+import json
+
 import numpy as np
 import pytest
 from record_fixtures import record, write_runs
@@ -74,3 +76,21 @@ def test_compare_takes_another_baseline_and_the_metric(tmp_path, capsys):
     assert main(["compare", str(a), str(b), "--baseline", "p2/se", "--metric", "val_acc"]) == 0
     out = capsys.readouterr().out
     assert "| none | +6.00 [" in out and "| +1.00 [" in out and "| -5.00 [" in out and "\na (val_acc):\n" in out
+
+
+def test_studies_read_on_other_metrics_or_against_other_baselines_are_refused(tmp_path, capsys):
+    """Each study's grid.json names its own metric and baseline: a Δ on validation beside one on test, or one
+    against `none` beside one against p1, is no comparison; the flags put both on one footing."""
+    a = study(tmp_path / "a", [-6, -5, -7])
+    b = write_runs(tmp_path / "b", [record(p, s, 0.7 + 0.01 * s + gain) for p, gain in
+                                    (("none", 0), ("p1", 0.02), ("p2", -0.05)) for s in range(3)])
+    (b / "grid.json").write_text(json.dumps({"name": "b", "report": {"metric": "val_acc", "baseline": "p1/se"}}))
+    assert main(["compare", str(a), str(b)]) == 2
+    assert capsys.readouterr().err == ("attnplace: error: study A reads test_acc, study B val_acc: a Δ on validation "
+                                       "and one on test are not one quantity; pass --metric test_acc or --metric "
+                                       "val_acc\n")
+    assert main(["compare", str(a), str(b), "--metric", "test_acc"]) == 2
+    assert capsys.readouterr().err == ("attnplace: error: study A's Δs are against the `none` pattern, study B's "
+                                       "against p1/se: pass --baseline VARIANT to compare both with one variant\n")
+    frame = across_studies(build_report(a), build_report(b, metric="test_acc", baseline="none"))
+    assert list(frame["variant"]) == ["p2/se"] and frame["diff_b"].iloc[0] == pytest.approx(-0.05)

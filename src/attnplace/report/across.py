@@ -16,6 +16,7 @@ import pandas as pd
 from ..errors import UserError
 from . import stats
 from .atlas import cells_of
+from .runs import BASELINE, PATTERN
 from .summary import Group, groups
 from .tables import _p, _pp
 
@@ -30,7 +31,14 @@ def across_studies(a, b, match: str | None = None) -> pd.DataFrame:
     match = match or MATCH[0]
     if match not in MATCH:
         raise UserError(f"--match {match}: valid: {', '.join(MATCH)}")
-    deltas_a, deltas_b = _keyed(a, "A", match), _keyed(b, "B", match)
+    if a.settings.metric != b.settings.metric:  # each study's grid.json names its own
+        raise UserError(f"study A reads {a.settings.metric}, study B {b.settings.metric}: a Δ on validation and one "
+                        f"on test are not one quantity; pass --metric test_acc or --metric val_acc")
+    group_a, group_b = _only_group(a, "A"), _only_group(b, "B")
+    if _baseline(group_a) != _baseline(group_b):
+        raise UserError(f"study A's Δs are against {_baseline(group_a)}, study B's against {_baseline(group_b)}: "
+                        f"pass --baseline VARIANT to compare both with one variant")
+    deltas_a, deltas_b = _keyed(a, "A", group_a, match), _keyed(b, "B", group_b, match)
     shared = [key for key in deltas_a.index if key in deltas_b.index]
     if not shared:
         hint = "; --match cell pairs them by where × how cell" if match == "variant" else ""
@@ -49,10 +57,10 @@ def across_studies(a, b, match: str | None = None) -> pd.DataFrame:
     return frame
 
 
-def _keyed(report, name: str, match: str) -> pd.DataFrame:
+def _keyed(report, name: str, group: Group, match: str) -> pd.DataFrame:
     """The study's Δs (`_deltas`) indexed by `match`: the variant label, or its where × how cell (a variant that
     is no cell is dropped; two variants in one cell are refused, since a row never averages two)."""
-    deltas = _deltas(_only_group(report, name))
+    deltas = _deltas(group)
     if match == "variant":
         return deltas
     cells = cells_of(report)
@@ -71,6 +79,12 @@ def _only_group(report, name: str) -> Group:
         raise UserError(f"study {name} has {len(found)} groups with a baseline; a cell-by-cell comparison needs "
                         f"exactly one in each study")
     return found[0]
+
+
+def _baseline(group: Group) -> str:
+    """What the group's Δs are against: the `none` pattern (whatever its label), else the baseline variant."""
+    row = group.variants.set_index("variant").loc[group.baseline]
+    return "the `none` pattern" if row[PATTERN] == BASELINE else group.baseline
 
 
 def _deltas(group: Group) -> pd.DataFrame:
