@@ -199,7 +199,9 @@ class DualPath(ResidualBlock):
     """Pattern-4, dual path: y = σ(g_s(skip(x)) + g_r(F(x))), each g with its own attention.
 
     The seeds' form: g_•(t) = t + γ_•·A_•(t) on both paths, γ_s₀ = 0 (the skip starts pure), γ_r₀ = 0.1.
-    `p4_gate="direct"` is g_r = mask, A_r(f) as it is (the seeds' form for CBAM): with γ_s = 0 that is Pattern-1.
+    `p4_gate="direct"` is g_r = mask, A_r(f) as it is (the seeds' form for CBAM): with γ_s = 0 that is Pattern-1's
+    formula, though not its starting weights under one seed (`attn_r` draws from its own stream, p1's `attn` from
+    another; init.py), which adds noise to a p1-against-p4 pair but no bias.
     """
 
     seeds_gate, where = "near_identity", "p4"
