@@ -15,6 +15,7 @@ import torch
 
 import attnplace
 from attnplace.cli import main
+from attnplace.errors import UserError
 from attnplace.run.config import load_config
 from attnplace.train.fit import fit
 from attnplace.train.module import PlacementModule
@@ -57,6 +58,27 @@ def test_fit_on_shared_cifar10_learns_and_moves_gammas(tmp_path, monkeypatch, sh
     assert len(gammas_s) == 9 and max(abs(v) for v in gammas_s.values()) > 1e-3  # started at exactly 0
     saved = json.loads((config.resolved_run_dir() / "record.json").read_text())
     assert saved["metrics"]["test_acc"] == metrics["test_acc"] and saved["config"]["model"]["pattern"] == "p4"
+
+
+def test_a_trained_run_that_fails_to_start_keeps_its_epochs_and_hardware(tmp_path):
+    """An epoch trained, then the data goes missing: the record says why it failed (before training, so a rerun
+    tries again), and keeps its history, environment and data fingerprint, which its last.ckpt and its seed
+    block's hardware binding rest on."""
+    config = load_config(None, [*TINY, "trainer.max_epochs=1", f"run_dir={tmp_path / 'run'}"])
+    trained = fit(config)
+    record_path = tmp_path / "run" / "record.json"
+    running = {**json.loads(record_path.read_text()), "status": "running"}  # as if killed before its test
+    record_path.write_text(json.dumps(running))
+    (tmp_path / "empty" / "cifar-10-batches-py").mkdir(parents=True)
+    with pytest.raises(UserError, match="is missing"):
+        fit(load_config(None, [*(o for o in TINY if not o.startswith(("data.name", "data.path", "data.synthetic"))),
+                               "trainer.max_epochs=1", f"run_dir={tmp_path / 'run'}", "data.name=cifar10",
+                               f"data.path={tmp_path / 'empty'}"]))
+    failed = json.loads(record_path.read_text())
+    assert (failed["status"], failed["failed_epoch"]) == ("failed", None) and "is missing" in failed["error"]
+    for key in ("history", "environment", "data_fingerprint", "initial_gates"):
+        assert failed[key] == trained[key], key
+    assert len(failed["sessions"]) == 2
 
 
 def _fit_command(run_dir: Path, epochs: int) -> list[str]:

@@ -16,7 +16,7 @@ from ..models import gate_values
 from ..run.config import Config
 from ..run.environment import cpu_model, declared_hardware
 from ..run.provenance import now, session
-from ..run.record import error_line
+from ..run.record import error_line, read_record
 from ..run.sections import TrainerConfig
 
 
@@ -36,6 +36,10 @@ def environment(trainer: L.Trainer, settings: TrainerConfig) -> dict:
         "torch_threads": torch.get_num_threads(), "host": socket.gethostname(), "cpu": cpu_model(),
         "declared_hardware": declared_hardware(),
     }
+
+
+# What a session that trained wrote (`describe`, the epochs' history), kept by a later one that fails to start.
+TRAINED = ("initial_gates", "metrics", "environment", "data_fingerprint", "history")
 
 
 class RunRecorder(L.Callback):
@@ -89,9 +93,13 @@ class RunRecorder(L.Callback):
 
     def fail_before_training(self, err: BaseException) -> None:
         """A run that could not start (its data could not be read, say) is recorded too, so that a grid can say
-        why: with its error, no metrics and no history."""
-        write_json(self.path, {**self.record, "status": "failed", "error": error_line(err), "metrics": {},
-                               "history": []})
+        why: with its error, and no metrics or history of its own. A run that trained in an earlier session
+        keeps what that session recorded (`TRAINED`): its last.ckpt still holds those epochs, and the hardware
+        they ran on binds its seed block."""
+        earlier = read_record(self.path) or {}
+        write_json(self.path, {**self.record, "metrics": {}, "history": [],
+                               **{key: earlier[key] for key in TRAINED if key in earlier},
+                               "status": "failed", "error": error_line(err)})
 
     def on_train_start(self, trainer, module):
         self.record["sessions"][-1]["from_epoch"] = len(self.history)  # after a resume has restored the history
