@@ -41,6 +41,25 @@ def test_a_run_handed_to_other_hardware_than_its_blocks_refuses_in_one_line_unle
     assert run_payload(make_payload(grid.runs[0], grid, 1, {"hardware": None})).status == "completed"
 
 
+def test_a_run_another_call_ended_after_this_one_planned_it_is_not_trained_again(tmp_path):
+    """Call B planned a run; call A then recorded it failed in training (diverged). B's worker, holding the
+    lock at last, reports A's result and leaves the record alone, unless B was asked to --retry-failed."""
+    from attnplace.grid.worker import make_payload, run_payload
+
+    base = {**TINY_BASE, "trainer": {**TINY_BASE["trainer"], "max_epochs": 1}}
+    grid = load_grid(write_grid(tmp_path, {"model.pattern": ["none"]}, name="ended", base=base))
+    run_dir = grid.runs[0].config.resolved_run_dir()
+    run_dir.mkdir(parents=True)
+    diverged = {"id": grid.runs[0].id, "status": "failed", "error": "loss is NaN", "failed_epoch": 0,
+                "metrics": {}, "history": [], "sessions": [{"host": "a", "pid": 1}]}
+    (run_dir / "record.json").write_text(json.dumps(diverged))
+    result = run_payload(make_payload(grid.runs[0], grid, 1))
+    assert (result.status, result.error) == ("failed", "loss is NaN")
+    assert json.loads((run_dir / "record.json").read_text()) == diverged
+    retried = run_payload(make_payload(grid.runs[0], grid, 1, {"retry_failed": True}))
+    assert retried.status == "completed"
+
+
 def test_a_run_result_crosses_a_worker_pipe_whole_and_reads_an_older_workers_line():
     """The JSON line a worker writes (worker.py `serve`) is what local.py reads back; a worker still running
     older code wrote no `cause` nor `unwritable`."""

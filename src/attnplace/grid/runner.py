@@ -152,7 +152,7 @@ def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_fai
     with recorded_call(grid.results_dir, command, launcher, workers, address) as call:
         call["to_run"], errors = len(todo), {}
         try:
-            checks = guards(plan, not allow_mixed_environments)
+            checks = guards(plan, not allow_mixed_environments, retry_failed)
             follow(launch(todo, grid, launcher, workers, address, gpus_per_run, cpus_per_run, checks, echo),
                    len(todo), workers, echo, errors)
         finally:
@@ -163,12 +163,13 @@ def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_fai
     return {key: call[key] for key in ("runs", "completed", "failed", "elsewhere", "to_run")}
 
 
-def guards(plan: Schedule, check_hardware: bool = True) -> dict[str, dict]:
+def guards(plan: Schedule, check_hardware: bool = True, retry_failed: bool = False) -> dict[str, dict]:
     """What each run's worker checks before it trains (worker.py): its block's hardware kind (unless mixing is
-    allowed), and the data fingerprints the grid's earlier runs recorded (always)."""
+    allowed), the data fingerprints the grid's earlier runs recorded (always), and whether a run that failed in
+    training may train again (another call may have ended it since this one planned it)."""
     data = sorted({fp for block in plan.blocks for record in block.records if (fp := record.get("data_fingerprint"))})
-    return {run_id: {"hardware": kind and check_hardware and [kind], "data_fingerprints": data or None}
-            for run_id, kind in plan.kind_of.items()}
+    return {run_id: {"hardware": kind and check_hardware and [kind], "data_fingerprints": data or None,
+                     "retry_failed": retry_failed} for run_id, kind in plan.kind_of.items()}
 
 
 def launch(todo: list[GridRun], grid: Grid, launcher: str, workers: int, address: str | None,

@@ -30,7 +30,7 @@ from ..quiet import quiet_libraries
 from ..run.config import CanonicalConfig, Config
 from ..run.config_io import from_dict
 from ..run.environment import declared_hardware, hardware_here
-from ..run.record import LOCK, error_line, read_record, trained_elsewhere
+from ..run.record import LOCK, error_line, read_record, run_ended, trained_elsewhere
 from ..run.result import RunResult
 from .spec import Grid, GridRun
 
@@ -42,7 +42,7 @@ def make_payload(run: GridRun, grid: Grid, threads: int, guards: dict | None = N
     config = run.config.to_dict()
     config["trainer"]["threads"] = config["trainer"]["threads"] or threads
     return {"config": config, "grid": grid.name, "axes": run.axes, "cwd": os.getcwd(), "hardware": None,
-            "data_fingerprints": None, **(guards or {})}
+            "data_fingerprints": None, "retry_failed": False, **(guards or {})}
 
 
 def other_hardware(config: Config, hardware: list[str] | None) -> str | None:
@@ -77,7 +77,8 @@ def other_data(config: Config, fingerprints: list[str] | None) -> str | None:
 
 
 def run_payload(payload: dict) -> RunResult:
-    """Train the run described by `payload` ({"config", "grid", "axes", "cwd", "hardware"}); return its result:
+    """Train the run described by `payload` (`make_payload`); return its result (a run that another call ended
+    after this one planned it is not trained again unless `retry_failed`):
     a failure on a `UserError` (e.g. missing data) says so, with that error's `cause`, since the grid's other
     runs are likely to repeat it, and whether it was its folder's (a full disk), which stops the grid at once.
 
@@ -106,6 +107,9 @@ def run_payload(payload: dict) -> RunResult:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return RunResult(config.run_id, "busy", f"being trained by another call ({trained_elsewhere(run_dir)})")
+        ended = read_record(run_dir / "record.json") or {}
+        if run_ended(ended) and not payload.get("retry_failed"):  # by another call, since this one planned it
+            return RunResult(config.run_id, ended["status"], ended.get("error"), metrics=ended.get("metrics", {}))
         try:
             record = fit(config, grid=payload["grid"], axes=payload["axes"])
             error, cause = record.get("error"), None
