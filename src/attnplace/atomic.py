@@ -1,5 +1,6 @@
 """Atomic file writes: a reader (or a killed process) sees the old file or the new one, never half of one;
-and a folder that cannot be written, which is the user's to fix, as one line."""
+lines appended to a log that several processes share; and a folder that cannot be written, which is the
+user's to fix, as one line."""
 
 import contextlib
 import json
@@ -33,6 +34,15 @@ def write_json(path: str | Path, obj) -> Path:
 
 def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Add one line to the log at `path` in a single O_APPEND write: two processes appending at once both keep
+    their line (a read-and-rename would keep one), and the earlier lines are never rewritten. A line torn by a
+    crash is ended first, so that it stays one unreadable line and does not swallow this one."""
+    with open(path, "a+b") as log:
+        torn = log.tell() > 0 and (log.seek(-1, os.SEEK_END), log.read(1))[1] != b"\n"
+        log.write((b"\n" if torn else b"") + line.encode("utf-8") + b"\n")
 
 
 @contextlib.contextmanager

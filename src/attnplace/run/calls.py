@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..atomic import folder_errors, write_text
+from ..atomic import append_line, folder_errors
 from ..errors import UserError
 from .environment import cpu_model
 from .record import error_line
@@ -42,10 +42,8 @@ def recorded_call(results_dir: Path, command: str | None, launcher: str, workers
         raise
     finally:  # KeyboardInterrupt passes through here as "interrupted"
         call.update(ended=now(), wall_s=round(time.perf_counter() - start, 1), outcome=outcome)
-        path = results_dir / CALLS
-        earlier = path.read_text(encoding="utf-8") if path.exists() else ""
         with folder_errors(results_dir, "results folder"):  # a full disk: one line, not a traceback
-            write_text(path, earlier + json.dumps(call) + "\n")
+            append_line(results_dir / CALLS, json.dumps(call))
 
 
 def device(launcher: str, address: str | None) -> str:
