@@ -58,6 +58,8 @@ def test_dry_run_lists_runs_and_their_status(tmp_path, capsys):
     ({"axes": {"model.pattern": ["p1"]}, "exclude": [{"seed": 0}]}, "exclude rule key 'seed' is not an axis"),
     ({"axes": {"model.pattern": "p1"}}, "axes must map config keys to non-empty lists"),
     ({"axis": {}}, "unknown key 'axis'; valid: name, base, axes, exclude"),
+    ({"base": ["model.pattern=p1"], "axes": {"seed": [0]}}, "base must be a mapping of config sections"),
+    ({"name": 7, "axes": {"seed": [0]}}, "name=7: expected text"),
 ])
 def test_bad_grid_files_give_one_line_errors(tmp_path, spec, message):
     path = tmp_path / "bad.yaml"

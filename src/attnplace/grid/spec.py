@@ -101,7 +101,11 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
     unknown = sorted(set(spec) - set(GRID_KEYS))
     if unknown:
         raise UserError(f"{path}: unknown key {unknown[0]!r}; valid: {', '.join(GRID_KEYS)}")
-    name = spec.get("name") or Path(path).stem
+    name, base = spec.get("name") or Path(path).stem, spec.get("base") or {}
+    if not isinstance(name, str):
+        raise UserError(f"{path}: name={name!r}: expected text, the results folder's name (default: the file's name)")
+    if not isinstance(base, dict):
+        raise UserError(f"{path}: base must be a mapping of config sections (model:, data:, optim:, trainer:)")
     axes = spec.get("axes") or {}
     if not isinstance(axes, dict) or not all(isinstance(v, list) and v for v in axes.values()):
         raise UserError(f"{path}: axes must map config keys to non-empty lists of values")
@@ -110,7 +114,7 @@ def load_grid(path: str | Path, overrides: list[str] = ()) -> Grid:
         raise UserError(f"{path}: exclude must be a list of mappings (key: value or list of values)")
     report = spec.get("report") or {}
     report_settings(report, str(path))  # a mistake here must stop the grid before it trains, not after
-    base = merge(spec.get("base") or {}, dict(parse_override(o) for o in overrides))
+    base = merge(base, dict(parse_override(o) for o in overrides))
     base["name"] = name
     first = from_dict(Config, base)
     first.data.check_files_here()  # every run reads the base's data: said once, before anything trains
