@@ -91,6 +91,22 @@ def test_the_run_list_only_grows_until_the_grid_computes_something_else(tmp_path
     assert other.seeds == [0] and not set(other.describe().runs) & set(first.describe().runs)
 
 
+def test_a_replacement_seed_skips_seeds_whose_runs_are_on_disk(tmp_path):
+    """A grid.json that a changed grid file replaced forgot replacement seed 1, whose block another machine
+    started; the next replacement is seed 2, not a block bound to other hardware that would never train here.
+    The grid says that its grid.json was started afresh."""
+    path = write_grid(tmp_path, {"model.pattern": ["none", "p1"], "seed": [0]})
+    first = load_grid(path)
+    write_ledger(first.results_dir, first.describe())
+    fake(first.runs[0])  # seed 0's block: partial, on other hardware
+    forgotten = first.results_dir / "runs" / first.runs[0].id.replace("-s0-", "-s1-")
+    forgotten.mkdir()
+    (forgotten / "record.json").write_text(json.dumps({"status": "running", "environment": {"cpu": OTHER}}))
+    changed = load_grid(write_grid(tmp_path, {"model.pattern": ["p1", "none"], "seed": [0]}))  # same runs
+    assert changed.notes[0].startswith("grid.json describes another grid under the name 'g'")
+    assert {run.seed for run in schedule(changed, [HERE]).todo} == {2}
+
+
 def test_blocks_must_be_a_positive_count(tmp_path):
     path = write_grid(tmp_path, {"model.pattern": ["none"]})
     spec = yaml.safe_load(path.read_text())
@@ -116,7 +132,8 @@ def test_an_unpinned_grid_keeps_the_precision_and_compile_of_its_first_call_on_a
     assert moved.runs[0].config.trainer.precision == elsewhere and moved.runs[0].id != grid.runs[0].id
     assert moved.notes == (f"trainer.precision={elsewhere} as fixed at this grid's first call (grid.json); this "
                            f"machine's preset is {preset.precision}",)
-    assert load_grid(path, [f"trainer.precision={preset.precision}"]).notes == ()  # named: the grid file's wins
+    named = load_grid(path, [f"trainer.precision={preset.precision}"])  # named: the grid file's wins
+    assert named.runs[0].id == grid.runs[0].id and not any("first call" in note for note in named.notes)
     del ledger["preset"]  # a grid.json older than presets: its first recorded run says what it resolved to
     (tmp_path / "out" / "g" / "grid.json").write_text(json.dumps(ledger))
     assert load_grid(path).runs[0].id == grid.runs[0].id

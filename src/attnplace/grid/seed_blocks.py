@@ -15,6 +15,7 @@ seed as a replacement, until the study holds the number of complete blocks it as
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from ..run.config import seed_of_run_id
 from ..run.environment import hardware_kind
 from ..run.ledger import counted_seeds
 from ..run.record import read_record, run_ended
@@ -116,8 +117,11 @@ def schedule(grid: Grid, here: Collection[str] | None, retry_failed: bool = Fals
 
 
 def replacement_seeds(grid: Grid, count: int) -> list[int]:
-    """The next `count` unused seeds, after the largest the grid knows."""
-    start = max(grid.seeds) + 1
+    """The next `count` unused seeds, after the largest the grid knows or its results folder holds runs of: a
+    grid.json that another definition of the grid replaced forgot its replacement seeds, whose blocks may be
+    bound to other hardware."""
+    on_disk = [seed_of_run_id(folder.name) for folder in (grid.results_dir / "runs").glob("*")]
+    start = max([*grid.seeds, *(s for s in on_disk if s is not None)]) + 1
     return list(range(start, start + count))
 
 

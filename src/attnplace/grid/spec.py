@@ -132,10 +132,13 @@ def expand(name: str, base: dict, axes: dict[str, list], exclude: list[dict], wa
     the trainer preset fixed at its first call (`fixed_preset`)."""
     results_dir = Path(from_dict(Config, base).output_dir) / name
     definition = definition_of(base, axes, exclude)
-    ledger = read_ledger(results_dir)
+    ledger, notes = read_ledger(results_dir), []
     if ledger.definition not in (None, definition):  # another grid under this name: its runs are not ours
-        ledger = Ledger()
-    preset, notes = fixed_preset(base, axes, ledger, results_dir)
+        ledger, notes = Ledger(), [f"grid.json describes another grid under the name {name!r} (the grid file now "
+                                   f"computes something else): its run list, replacement seeds and counted blocks "
+                                   f"start afresh from this file"]
+    preset, preset_notes = fixed_preset(base, axes, ledger, results_dir)
+    notes += preset_notes
     base = merge(base, {key: value for key, value in preset.items() if _unset(base, key) and key not in axes})
     seeds = list(dict.fromkeys([*(axes.get("seed") or [from_dict(Config, base).seed]), *ledger.seeds]))
     runs = [r for seed in seeds for r in expand_seed(name, base, axes, exclude, seed, results_dir)]

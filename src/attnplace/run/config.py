@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +102,15 @@ class CanonicalConfig(Config):
     LightningModule and a grid take, as they are. Made where a config is loaded (`load_config`), where a grid
     expands one (`grid.spec`) and where a saved config's dict is read (a checkpoint's, a worker's payload);
     `dataclasses.replace` on it may change only the keys that say where a run is shown (`PRESENTATION_KEYS`)."""
+
+
+RUN_ID_SEED = re.compile(r"-s(\d+)-[0-9a-f]{8}$")  # how `Config.run_id` ends: the seed, then the digest
+
+
+def seed_of_run_id(run_id: str) -> int | None:
+    """The seed a run id names (`Config.run_id`), or None for a name that is no run id."""
+    found = RUN_ID_SEED.search(run_id)
+    return int(found.group(1)) if found else None
 
 
 def canonical(config: Config) -> CanonicalConfig:
