@@ -107,6 +107,31 @@ def test_a_replacement_seed_skips_seeds_whose_runs_are_on_disk(tmp_path):
     assert {run.seed for run in schedule(changed, [HERE]).todo} == {2}
 
 
+def test_a_block_that_completes_during_a_call_never_swaps_in_for_the_counted_ones(tmp_path):
+    """Seeds 1 and 2 are complete when the call starts: it freezes them as the 2 counted blocks. Seed 0's open
+    block completes during the call; the call's last write of grid.json keeps [1, 2], not the first 2 complete
+    in seed order, [0, 1]."""
+    path = write_grid(tmp_path, {"model.pattern": ["none", "p1"], "seed": [0, 1, 2]}, base=ONE_EPOCH)
+    spec = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**spec, "blocks": 2}))
+    grid = load_grid(path)
+    for run in grid.runs[:1] + grid.runs[2:]:  # all but seed 0's p1
+        fake(run, cpu=HERE)
+    runner.run_grid(grid, echo=lambda line: None)
+    assert all(b.complete for b in read_blocks(load_grid(path)))
+    assert json.loads((tmp_path / "out" / "g" / "grid.json").read_text())["blocks"]["counted"] == [1, 2]
+
+
+def test_a_calls_last_write_keeps_the_replacement_seed_another_call_added_meanwhile(tmp_path):
+    path = write_grid(tmp_path, {"model.pattern": ["none"], "seed": [0]})
+    mine = load_grid(path)
+    write_ledger(mine.results_dir, mine.describe())
+    theirs = load_grid(path).with_seeds([1])  # another call, started later, added replacement seed 1
+    write_ledger(theirs.results_dir, theirs.describe())
+    final = runner.as_on_disk(mine).describe()
+    assert list(final.seeds) == [0, 1] and final.runs == theirs.describe().runs
+
+
 def test_blocks_must_be_a_positive_count(tmp_path):
     path = write_grid(tmp_path, {"model.pattern": ["none"]})
     spec = yaml.safe_load(path.read_text())

@@ -7,6 +7,7 @@ written atomically, so killing the grid at any moment and running the same comma
 every run recorded once.
 """
 
+import dataclasses
 import os
 import time
 from collections.abc import Collection, Iterator
@@ -17,7 +18,7 @@ from ..errors import UserError
 from ..terminal import say
 from ..run.calls import recorded_call
 from ..run.environment import cpu_has_bf16, cpu_model, hardware_here
-from ..run.ledger import write_ledger
+from ..run.ledger import read_ledger, write_ledger
 from ..run.record import read_record, trained_elsewhere
 from ..run.result import RunResult
 from .seed_blocks import Schedule, counted_blocks, read_blocks, schedule
@@ -157,10 +158,22 @@ def run_grid(grid: Grid, *, launcher: str = "local", workers: int = 1, retry_fai
                    len(todo), workers, echo, errors)
         finally:
             statuses = write_status(grid, errors)
+            grid = as_on_disk(grid)
             write_ledger(grid.results_dir, grid.describe(counted_blocks(grid, read_blocks(grid))))
             call.update(runs=len(grid.runs), completed=statuses.count("completed"), failed=statuses.count("failed"),
                         elsewhere=sum(bool(trained_elsewhere(r.config.resolved_run_dir())) for r in grid.runs))
     return {key: call[key] for key in ("runs", "completed", "failed", "elsewhere", "to_run")}
+
+
+def as_on_disk(grid: Grid) -> Grid:
+    """`grid` with grid.json as it is now: the blocks this call's first write froze as counted (a block that
+    completed since must not swap in), and the replacement seeds another call added meanwhile. Unreadable, or
+    another grid's: the grid as this call loaded it."""
+    try:
+        ledger = read_ledger(grid.results_dir)
+    except UserError:
+        return grid
+    return dataclasses.replace(grid, ledger=ledger) if ledger.definition == grid.definition else grid
 
 
 def guards(plan: Schedule, check_hardware: bool = True, retry_failed: bool = False) -> dict[str, dict]:
