@@ -17,7 +17,8 @@ import attnplace
 from attnplace.cli import main
 from attnplace.errors import UserError
 from attnplace.run.config import load_config
-from attnplace.train.fit import fit
+from attnplace.train.fit import fit, make_trainer
+from attnplace.train.recorder import RunRecorder
 from attnplace.train.module import PlacementModule
 from attnplace.run.provenance import code_version, git_commit, source_hash
 from conftest import SHARED_TARBALL, comparable, logged_rows, wandb_records
@@ -32,6 +33,34 @@ def test_best_val_tests_the_best_validation_epoch(tmp_path):
     assert record["metrics"]["tested_epoch"] == val.index(max(val))
     best = torch.load(tmp_path / "best.ckpt", weights_only=False)
     assert best["epoch"] == record["metrics"]["tested_epoch"]  # saved during that epoch's validation
+    # Testing from best.ckpt restores every callback's state from it: the record still holds all 3 epochs, and
+    # its val_acc is the last epoch's (here the best is epoch 1 of 0-2).
+    assert [h["epoch"] for h in record["history"]] == [0, 1, 2] and record["metrics"]["val_acc"] == val[-1]
+    assert record["metrics"]["tested_epoch"] < 2
+
+
+def test_the_best_checkpoint_saves_before_last_so_last_carries_its_state(tmp_path):
+    """Lightning runs the two checkpoint callbacks in list order at each epoch end, and last.ckpt holds the best
+    callback's state (its best score so far): saved after it, a run resumed from last.ckpt compares its next
+    epoch with this epoch's best, as an uninterrupted run does, not the epoch before's."""
+    config = load_config(None, [*TINY, "trainer.test_on=best_val", f"run_dir={tmp_path}"])
+    trainer = make_trainer(config, tmp_path, RunRecorder.for_run(tmp_path, config))
+    assert [c.filename for c in trainer.checkpoint_callbacks] == ["best", "last"]
+
+
+def test_label_smoothing_shapes_the_training_loss_only():
+    """With label_smoothing 0.2 the training loss is smoothed; validation reports the plain cross-entropy."""
+    config = load_config(None, [*TINY, "optim.label_smoothing=0.2"])
+    module = PlacementModule(config.to_dict(), 10, 3)
+    x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    logged = {}
+    module.log = lambda name, value, **kwargs: logged.setdefault(name, value)
+    module.eval()
+    with torch.no_grad():
+        logits = module(x)
+        module.validation_step((x, y), 0)
+    assert float(logged["val_loss"]) == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)))
+    assert float(module.criterion(logits, y)) != pytest.approx(float(logged["val_loss"]))
 
 
 def test_fit_on_shared_cifar10_learns_and_moves_gammas(tmp_path, monkeypatch, shared_cifar):

@@ -104,7 +104,11 @@ def train(trainer: L.Trainer, module: PlacementModule, data: AttnDataModule, rec
         # `running` and the same command resumes the run.
         trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
         best = run_dir / "best.ckpt" if best_val else None
+        # Testing from best.ckpt loads every callback's state from it too: without this the record's history
+        # (and wall time) would end at the best epoch.
+        trained = recorder.state_dict()
         tested = trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)[0]
+        recorder.load_state_dict(trained)
         recorder.add_metrics(final_metrics(recorder.history, tested, best is not None))
         if module.compile_model:
             recorder.note("compile", compile_summary())
@@ -163,12 +167,14 @@ def make_trainer(config: Config, run_dir: Path, recorder: RunRecorder, axes: dic
     # top-k save.) `best.ckpt` is saved at the epoch end too, so it is a state to resume from when `last.ckpt`
     # cannot be read (`resume_point`). `RunFolderCheckpointIO` writes both whole or not at all.
     # Mask telemetry logs at validation end; the recorder, at the epoch end after it, puts it in the history.
-    callbacks = [*([MaskTelemetry()] if t.mask_telemetry else []), recorder,
+    # `best` before `last`: Lightning runs them in this order, and `last.ckpt` carries `best`'s state (its best
+    # score so far), which must include this epoch, or a resumed run compares the next epoch with a stale best.
+    best = [ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val_acc", mode="max", save_top_k=1,
+                            save_on_train_epoch_end=True, enable_version_counter=False)
+            ] if t.test_on == "best_val" else []
+    callbacks = [*([MaskTelemetry()] if t.mask_telemetry else []), recorder, *best,
                  ModelCheckpoint(dirpath=run_dir, filename="last", save_top_k=1, save_on_train_epoch_end=True,
                                  enable_version_counter=False)]
-    if t.test_on == "best_val":
-        callbacks.append(ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val_acc", mode="max",
-                                         save_top_k=1, save_on_train_epoch_end=True, enable_version_counter=False))
     if t.progress_bar:
         callbacks.append(TrainingProgressBar())
     loggers = make_loggers(config, run_dir, axes)
