@@ -170,22 +170,20 @@ def uninterrupted(tmp_path_factory) -> dict:
 @pytest.mark.parametrize("test_on,resumed_from", [("best_val", 1), ("final", 0)])
 def test_run_killed_while_writing_its_checkpoint_resumes_by_itself(tmp_path, monkeypatch, capsys, uninterrupted,
                                                                     test_on, resumed_from):
-    """Killed while epoch 1's last.ckpt was written, the old way (in place): last.ckpt holds its first 1000
-    bytes. The next run moves it aside, resumes from best.ckpt (epoch 0's end) if there is one, else starts
-    over, and ends with the record of an uninterrupted run."""
-    save, last_saves = checkpoint_io.RunFolderCheckpointIO.save_checkpoint, []
+    """Killed while epoch 0's last.ckpt was written, the old way (in place): last.ckpt holds its first 1000
+    bytes. The next run moves it aside, resumes from best.ckpt (epoch 0's end: it is saved before last.ckpt) if
+    there is one, else starts over, and ends with the record of an uninterrupted run."""
+    save = checkpoint_io.RunFolderCheckpointIO.save_checkpoint
 
-    def killed_at_epoch_1(self, checkpoint, path, storage_options=None):
+    def killed_at_epoch_0(self, checkpoint, path, storage_options=None):
         save(self, checkpoint, path)
         if str(path).endswith("last.ckpt"):
-            last_saves.append(path)
-        if len(last_saves) == 2:
             with open(path, "r+b") as f:
                 f.truncate(1000)
             raise Killed
     config = small(tmp_path, f"trainer.test_on={test_on}")
     with monkeypatch.context() as patch:
-        patch.setattr(checkpoint_io.RunFolderCheckpointIO, "save_checkpoint", killed_at_epoch_1)
+        patch.setattr(checkpoint_io.RunFolderCheckpointIO, "save_checkpoint", killed_at_epoch_0)
         with pytest.raises(Killed):
             fit(config)
     assert json.loads((tmp_path / "record.json").read_text())["status"] == "running"
