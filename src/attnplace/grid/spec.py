@@ -88,7 +88,8 @@ class Grid:
 
     def describe(self, counted: list[int] | None = None) -> Ledger:
         """What grid.json is to say now (`write_ledger`): the run list and the blocks only grow (runs and
-        replacement seeds an earlier call listed stay, in their order); `counted`, the seeds of the blocks the tables pair on (`blocks.counted_blocks`)."""
+        replacement seeds an earlier call listed stay, in their order); `counted`, the seeds of the blocks the
+        tables pair on (`blocks.counted_blocks`)."""
         runs = tuple(dict.fromkeys([*(self.ledger.runs or ()), *(r.id for r in self.runs)]))
         seeds = {seed: tuple(r.id for r in self.block(seed)) for seed in self.seeds}
         seeds |= {seed: ids for seed, ids in self.ledger.seeds.items() if seed not in seeds}  # another call's

@@ -58,7 +58,7 @@ def fit_once(config: CanonicalConfig, grid: str | None, axes: dict | None, trust
         if config.trainer.threads:
             torch.set_num_threads(config.trainer.threads)
         L.seed_everything(config.seed, verbose=False)
-        recorder = RunRecorder.for_run(run_dir, config, grid, axes, (previous or {}).get("sessions", []))
+        recorder = RunRecorder.for_run(run_dir, config, grid, axes, previous)
         if note:
             recorder.note("compile_cache_note", note)
         data, module = setup(config, recorder)

@@ -16,7 +16,7 @@ from ..models import gate_values
 from ..run.config import Config
 from ..run.environment import cpu_model, declared_hardware
 from ..run.provenance import now, session
-from ..run.record import error_line, read_record
+from ..run.record import error_line
 from ..run.sections import TrainerConfig
 
 
@@ -64,12 +64,15 @@ class RunRecorder(L.Callback):
 
     @classmethod
     def for_run(cls, run_dir: Path, config: Config, grid: str | None = None, axes: dict | None = None,
-                earlier_sessions: list[dict] = ()) -> "RunRecorder":
-        """The recorder of a run's `record.json`, which continues the sessions of its earlier records."""
+                previous: dict | None = None) -> "RunRecorder":
+        """The recorder of a run's `record.json`, which continues its `previous` record: its sessions, and what
+        they trained (`TRAINED`) until this session describes itself."""
+        previous = previous or {}
         return cls(run_dir / "record.json", {
+            **{key: previous[key] for key in TRAINED if key in previous},
             "id": config.run_id, "grid": grid, "status": "running", "error": None, "failed_epoch": None,
             "axes": axes or {}, "config": config.to_dict(), "run_dir": str(run_dir),
-            "sessions": [*earlier_sessions, session()]})
+            "sessions": [*previous.get("sessions", []), session()]})
 
     def describe(self, initial_gates: dict, params: int, flops: int, environment: dict,
                  data_fingerprint: str | None = None) -> None:
@@ -94,12 +97,10 @@ class RunRecorder(L.Callback):
     def fail_before_training(self, err: BaseException) -> None:
         """A run that could not start (its data could not be read, say) is recorded too, so that a grid can say
         why: with its error, and no metrics or history of its own. A run that trained in an earlier session
-        keeps what that session recorded (`TRAINED`): its last.ckpt still holds those epochs, and the hardware
-        they ran on binds its seed block."""
-        earlier = read_record(self.path) or {}
-        write_json(self.path, {**self.record, "metrics": {}, "history": [],
-                               **{key: earlier[key] for key in TRAINED if key in earlier},
-                               "status": "failed", "error": error_line(err)})
+        keeps what that session recorded (`TRAINED`, from `for_run`): its last.ckpt still holds those epochs, and
+        the hardware they ran on binds its seed block."""
+        write_json(self.path, {"metrics": {}, "history": [], **self.record, "status": "failed",
+                               "error": error_line(err)})
 
     def on_train_start(self, trainer, module):
         self.record["sessions"][-1]["from_epoch"] = len(self.history)  # after a resume has restored the history
