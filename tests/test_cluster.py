@@ -7,6 +7,7 @@ cores): `python -m pytest -m slow tests/test_cluster.py`. The tests of the pure 
 """
 
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -132,6 +133,29 @@ def test_a_node_that_cannot_see_the_results_folder_stops_the_grid(tmp_path, clus
     assert sorted(p.name for p in (out / "tiny").iterdir()) == ["calls.jsonl", "grid.json", "status.json"]
     (call,) = read_calls(out / "tiny")  # nothing trained, and the call says why it stopped
     assert call["outcome"].startswith("stopped: results folder") and call["completed"] == 0
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: bound by the OS, then released."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("address, says", [
+    (f"127.0.0.1:{closed_port()}", "no Ray head answers there (Connection refused); start one with `ray start --head`"),
+    ("head-node", "expected HOST:PORT, the address `ray start --head` prints"),
+])
+def test_a_bad_address_stops_the_grid_in_one_line_at_once(tmp_path, capsys, address, says):
+    """Ray would retry an unreachable head for ever; the grid names the address instead, before it writes."""
+    path = write_grid(tmp_path, AXES, name="tiny", base=BASE)
+    started = time.monotonic()
+    assert main(["grid", str(path), "--launcher", "ray", "--address", address]) == 2
+    assert time.monotonic() - started < 30
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"attnplace: error: --address {address if ':' in address else repr(address)}: ")
+    assert says in line
+    assert not (tmp_path / "out").exists()
 
 
 @slow

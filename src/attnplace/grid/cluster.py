@@ -14,6 +14,7 @@ that kind. A block not yet started is given a declared kind before its runs are 
 grid starts declares this machine's kind, as local workers would train on it.
 """
 
+import socket
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from .spec import Grid, GridRun
 from .worker import make_payload, run_logged
 
 NODE_LOSS_RETRIES = 2  # how many lost nodes one run may outlive
+HEAD_TIMEOUT_S = 10  # a head that takes longer to accept a TCP connection is not one to train on
 PROBE_TIMEOUT_S = 300  # a node's first task imports torch: minutes on a busy node
 PIN = 0.001  # of its kind's resource, per run: the kind places a run, CPUs and GPUs limit how many at once
 UNDECLARED = ("start each node with the --resources that `attnplace hardware` prints there "
@@ -73,9 +75,33 @@ def connect(address: str | None, num_cpus: float | None = None, resources: dict 
     machine's hardware kind); a driver already connected stays so."""
     import ray
 
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return
+    if address:
+        check_head(address)
+    try:
         ray.init(address=address, num_cpus=None if address else num_cpus, resources=None if address else resources,
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except ConnectionError as err:  # `auto` with no Ray running here: Ray says so at once
+        raise UserError(f"--address {address}: {str(err).splitlines()[0]}") from None
+
+
+def check_head(address: str) -> None:
+    """One line when nothing accepts a connection at `address` (HOST:PORT or ray://HOST:PORT), since `ray.init`
+    would retry it for ever, logging a warning every 30 s: a mistyped address would hang the grid. (A port that
+    accepts but is not a Ray head still hangs there; a TCP probe cannot tell.) `auto` and `local` are Ray's own
+    lookups, left to it."""
+    if address in ("auto", "local"):
+        return
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not (colon and host and port.isdigit()):
+        raise UserError(f"--address {address!r}: expected HOST:PORT, the address `ray start --head` prints "
+                        "(e.g. 10.0.0.5:6379), or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=HEAD_TIMEOUT_S).close()
+    except OSError as err:
+        raise UserError(f"--address {address}: no Ray head answers there ({err.strerror or err}); start one with "
+                        "`ray start --head`, or give the address it prints") from None
 
 
 def cluster_hardware(address: str) -> list[str] | None:
