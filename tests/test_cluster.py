@@ -143,17 +143,18 @@ def closed_port() -> int:
 
 
 @pytest.mark.parametrize("address, says", [
-    (f"127.0.0.1:{closed_port()}", "no Ray head answers there (Connection refused); start one with `ray start --head`"),
+    ("127.0.0.1:{closed}", "no Ray head answers there (Connection refused); start one with `ray start --head`"),
     ("head-node", "expected HOST:PORT, the address `ray start --head` prints"),
 ])
 def test_a_bad_address_stops_the_grid_in_one_line_at_once(tmp_path, capsys, address, says):
     """Ray would retry an unreachable head for ever; the grid names the address instead, before it writes."""
+    address = address.format(closed=closed_port())  # found now, not at collection: the port stays free
     path = write_grid(tmp_path, AXES, name="tiny", base=BASE)
     started = time.monotonic()
     assert main(["grid", str(path), "--launcher", "ray", "--address", address]) == 2
     assert time.monotonic() - started < 30
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"attnplace: error: --address {address if ':' in address else repr(address)}: ")
+    assert line.startswith(f"attnplace: error: --address {address}: ")
     assert says in line
     assert not (tmp_path / "out").exists()
 

@@ -95,7 +95,7 @@ def check_head(address: str) -> None:
         return
     host, colon, port = address.removeprefix("ray://").rpartition(":")
     if not (colon and host and port.isdigit()):
-        raise UserError(f"--address {address!r}: expected HOST:PORT, the address `ray start --head` prints "
+        raise UserError(f"--address {address}: expected HOST:PORT, the address `ray start --head` prints "
                         "(e.g. 10.0.0.5:6379), or auto")
     try:
         socket.create_connection((host, int(port)), timeout=HEAD_TIMEOUT_S).close()
